@@ -1,0 +1,74 @@
+"""The command line: parses arguments, reads the environment, prints, exits.
+
+Each subcommand lives in its own module with a ``register(subparsers)`` function
+that adds its parser and sets ``handler`` to a function ``(args, io) -> int``.
+Nothing imports this package; it imports everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from batchkling import __version__
+from batchkling.errors import BatchklingError, ManifestError, PreflightError
+
+__all__ = ["IO", "console_main", "main"]
+
+
+@dataclass
+class IO:
+    """The streams a command writes to; tests pass their own."""
+
+    out: TextIO
+    err: TextIO
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    # Imported here so that `batchkling --version` stays fast and the emulator's
+    # optional dependencies are only imported by `mock-server`.
+    from batchkling.cli import _commands
+
+    parser = argparse.ArgumentParser(
+        prog="batchkling",
+        description="Render many Kling 3.0 image-to-video shots through the sjinn.ai API.",
+    )
+    parser.add_argument("--version", action="version", version=f"batchkling {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for register in _commands.REGISTRY:
+        register(sub)
+    return parser
+
+
+class _ParserExit(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    """Run one command and return its exit status; never raises a BatchklingError."""
+    io = IO(out=out or sys.stdout, err=err or sys.stderr)
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    try:
+        return int(args.handler(args, io))
+    except (ManifestError, PreflightError) as exc:
+        for problem in exc.problems:
+            print(problem, file=io.err)
+        return exc.exit_code
+    except BatchklingError as exc:
+        print(f"batchkling: error: {exc}", file=io.err)
+        return exc.exit_code
+
+
+def console_main() -> None:
+    """Entry point of the `batchkling` console script."""
+    sys.exit(main())

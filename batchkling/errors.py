@@ -1,0 +1,186 @@
+"""The one exception tree of batchkling.
+
+Library code raises these; only the CLI turns them into a line on stderr and an
+exit status (``exit_code`` on each class). Messages are whole sentences a user
+can act on; ``hint`` says what to do next. No message ever contains the API key.
+
+    BatchklingError                       exit 2 unless stated
+    ├── UsageError                        bad command-line usage
+    ├── ManifestError                     invalid manifest: carries every Problem
+    ├── BudgetError                       exit 3: the plan does not fit the budget
+    ├── LedgerError                       an unreadable or inconsistent ledger
+    │   └── LockedError                   another runner holds the run directory
+    ├── AccountError                      exit 4: the account was refused
+    │   ├── AuthError                     invalid or missing API key
+    │   ├── MembershipError               no active subscription (error 101)
+    │   └── InsufficientBalanceError      balance too low (error 100)
+    ├── PreflightError                    a pre-flight check failed
+    └── ApiError                          an answer from the API we could not use
+        ├── TransientError                provably not processed; safe to retry
+        ├── InDoubtError                  may have been processed (a create may be charged)
+        ├── RefusedError                  a functional refusal (e.g. error 400 on one job)
+        └── TaskNotFoundError             the server does not know the task id
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AccountError",
+    "ApiError",
+    "AuthError",
+    "BatchklingError",
+    "BudgetError",
+    "InDoubtError",
+    "InsufficientBalanceError",
+    "LedgerError",
+    "LockedError",
+    "ManifestError",
+    "MembershipError",
+    "PreflightError",
+    "Problem",
+    "RefusedError",
+    "TaskNotFoundError",
+    "TransientError",
+    "UsageError",
+]
+
+
+class BatchklingError(Exception):
+    """Base class: a message for the user, an optional hint, an exit status."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message} {self.hint}"
+
+
+class UsageError(BatchklingError):
+    """The command line asks for something impossible."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about a manifest, with its place: ``FILE:LINE: shot ID: FIELD: message``."""
+
+    file: str
+    line: int | None
+    shot: str | None
+    field: str | None
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        place = self.file if self.line is None else f"{self.file}:{self.line}"
+        parts = [place]
+        if self.shot is not None:
+            parts.append(f"shot {self.shot}")
+        if self.field is not None:
+            parts.append(self.field)
+        prefix = "warning: " if self.warning else ""
+        return ": ".join(parts) + f": {prefix}{self.message}"
+
+
+class ManifestError(BatchklingError):
+    """The manifest is invalid; ``problems`` holds every error found in one pass."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        first = str(problems[0]) if problems else "invalid manifest"
+        super().__init__(first)
+
+
+class BudgetError(BatchklingError):
+    """The credits still to commit do not fit the budget; nothing was sent."""
+
+    exit_code = 3
+
+    def __init__(
+        self, message: str, *, needed: int, budget: int, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.needed = needed
+        self.budget = budget
+
+
+class LedgerError(BatchklingError):
+    """The ledger cannot be read as written; ``line`` names the bad line."""
+
+    def __init__(self, message: str, *, line: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.line = line
+
+
+class LockedError(LedgerError):
+    """Another runner holds the run directory's lock."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class AccountError(BatchklingError):
+    """The account was refused: nothing more can be created with this key."""
+
+    exit_code = 4
+
+
+class AuthError(AccountError):
+    """The API key is missing or was not accepted."""
+
+
+class MembershipError(AccountError):
+    """Task creation needs an active subscription (error 101)."""
+
+
+class InsufficientBalanceError(AccountError):
+    """The account's balance does not cover a create (error 100)."""
+
+
+class PreflightError(BatchklingError):
+    """A pre-flight check failed; ``problems`` holds every finding."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(str(problems[0]) if problems else "pre-flight failed")
+
+
+class ApiError(BatchklingError):
+    """An answer from the API that we could not use as a success."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
+        self.retry_after = retry_after
+
+
+class TransientError(ApiError):
+    """The request provably was not processed (refused connection, 429, 503): retry it."""
+
+
+class InDoubtError(ApiError):
+    """The request may have been processed: a create may have been charged."""
+
+
+class RefusedError(ApiError):
+    """The API refused this request for a reason that retrying will not change."""
+
+
+class TaskNotFoundError(ApiError):
+    """The server does not know this task id."""

@@ -1,0 +1,168 @@
+"""Frozen values shared by every layer: shots, jobs, job states, defaults.
+
+Nothing here does I/O. A ``Job`` knows the exact request body it sends and the
+fingerprint of that body, so the ledger can tell whether a manifest entry
+changed after it was submitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from enum import Enum
+from typing import Any
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_DURATION",
+    "DEFAULT_MODE",
+    "DEFAULT_MULTI_SHOT",
+    "DEFAULT_TAKES",
+    "MAX_DURATION",
+    "MAX_TAKES",
+    "MIN_DURATION",
+    "RATES",
+    "TOOL_TYPE",
+    "USAGE_TASK_TYPE",
+    "Job",
+    "JobState",
+    "Manifest",
+    "Shot",
+    "canonical_json",
+    "credits_for",
+    "fingerprint",
+]
+
+TOOL_TYPE = "kling3-image-to-video-api"
+USAGE_TASK_TYPE = "tool_" + TOOL_TYPE
+RATES: dict[str, int] = {"standard": 200, "pro": 300}
+MIN_DURATION = 3
+MAX_DURATION = 15
+DEFAULT_DURATION = 5
+DEFAULT_MODE = "standard"
+DEFAULT_MULTI_SHOT = True
+DEFAULT_TAKES = 1
+MAX_TAKES = 20
+DEFAULT_CONCURRENCY = 4
+
+
+def credits_for(duration: float, mode: str) -> int:
+    """Credits one job costs: the duration rounded up to a whole second, times the mode's rate.
+
+    Rounding up keeps the estimate at or above anything the API can charge for a
+    fractional duration.
+    """
+    return math.ceil(duration) * RATES[mode]
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialisation used for fingerprints: sorted keys, no spaces, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(body: Any) -> str:
+    """sha256 of the canonical JSON of a request body."""
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+class JobState(str, Enum):
+    """Where one job stands, as folded from the ledger."""
+
+    PENDING = "pending"
+    IN_DOUBT = "in_doubt"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One normalised manifest entry (defaults applied, URLs resolved, duration clamped)."""
+
+    id: str
+    prompt: str
+    image: str
+    duration: float = DEFAULT_DURATION
+    multi_shot: bool = DEFAULT_MULTI_SHOT
+    model_mode: str = DEFAULT_MODE
+    tail_image_url: str | None = None
+    takes: int = DEFAULT_TAKES
+    tags: tuple[str, ...] = ()
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One render: a shot, or one take of a shot. ``key`` is what the ledger and outputs use."""
+
+    key: str
+    shot: Shot
+    take: int = 1
+
+    @property
+    def credits(self) -> int:
+        return credits_for(self.shot.duration, self.shot.model_mode)
+
+    def request_input(self) -> dict[str, Any]:
+        """The ``input`` object of the create request, exactly as sent."""
+        shot = self.shot
+        duration: float | int = (
+            int(shot.duration) if float(shot.duration).is_integer() else shot.duration
+        )
+        body: dict[str, Any] = {
+            "prompt": shot.prompt,
+            "image": shot.image,
+            "duration": duration,
+            "multi_shot": shot.multi_shot,
+            "model_mode": shot.model_mode,
+        }
+        if shot.tail_image_url is not None:
+            body["tail_image_url"] = shot.tail_image_url
+        return body
+
+    def request_body(self) -> dict[str, Any]:
+        """The whole create request body."""
+        return {"tool_type": TOOL_TYPE, "input": self.request_input()}
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the canonical create request: changes iff what would be sent changes.
+
+        The take number is part of it so that two takes of one shot never look alike
+        in the ledger, although the bodies sent are identical.
+        """
+        return fingerprint({"body": self.request_body(), "take": self.take})
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest: where it came from and the jobs it expands into."""
+
+    path: str
+    sha256: str
+    shots: tuple[Shot, ...]
+    name: str | None = None
+    budget: int | None = None
+    image_base_url: str | None = None
+    warnings: tuple[Any, ...] = field(default=())
+
+    @cached_property
+    def jobs(self) -> tuple[Job, ...]:
+        """Every job in manifest order; a shot with ``takes`` > 1 gives ``<id>#<k>`` keys."""
+        out: list[Job] = []
+        for shot in self.shots:
+            if shot.takes == 1:
+                out.append(Job(key=shot.id, shot=shot, take=1))
+            else:
+                out.extend(
+                    Job(key=f"{shot.id}#{k}", shot=shot, take=k) for k in range(1, shot.takes + 1)
+                )
+        return tuple(out)
