@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/mypy batchkling
 
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench $(BENCH)
 
 plan-example: $(STAMP)
 	$(BIN)/batchkling validate manifests/storyboard.yaml
