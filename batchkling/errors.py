@@ -101,9 +101,7 @@ class BudgetError(BatchklingError):
 
     exit_code = 3
 
-    def __init__(
-        self, message: str, *, needed: int, budget: int, hint: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, needed: int, budget: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.needed = needed
         self.budget = budget

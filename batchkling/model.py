@@ -11,8 +11,8 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 __all__ = [

@@ -1,0 +1,146 @@
+"""When to send, when to retry, when to poll: pure arithmetic, the clock passed in.
+
+- ``Pacer``: GCRA with a burst of one. Requests are spaced evenly, so any window
+  of the rate's period holds at most R of them, as a token bucket (which lets R
+  through at once and then refills, nearly 2R in one window) does not.
+- ``backoff``: exponential backoff with full jitter.
+- ``PollPlanner``: when to poll a running task next, learning how long tasks of
+  the same mode and duration take in this run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from dataclasses import dataclass, field
+
+from batchkling.errors import UsageError
+
+__all__ = [
+    "PACING_MARGIN",
+    "Pacer",
+    "PollPlanner",
+    "Rate",
+    "backoff",
+    "parse_rate",
+    "retry_after_delay",
+]
+
+# Spacing requests a little wider than period/R keeps the count in any window at
+# or under R even when requests reach the server with a few milliseconds of jitter:
+# the margin over R requests (2% of the window: 20 ms for one second) absorbs it.
+PACING_MARGIN = 0.02
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``count`` requests in any window of ``period`` seconds."""
+
+    count: float
+    period: float
+
+    @property
+    def interval(self) -> float:
+        """The even spacing between two requests, with the safety margin."""
+        return self.period / self.count * (1.0 + PACING_MARGIN)
+
+    def __str__(self) -> str:
+        unit = "s" if self.period == 1 else "min"
+        count = int(self.count) if float(self.count).is_integer() else self.count
+        return f"{count}/{unit}"
+
+
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute))?\s*$", re.I)
+
+
+def parse_rate(text: str) -> Rate:
+    """Parse ``N/s``, ``N/min`` or a bare number (per second)."""
+    m = _RATE_RE.match(text)
+    if m is None or float(m.group(1)) <= 0:
+        raise UsageError(
+            f"--rate {text!r} is not a rate.", hint="Use N/s, N/min or a number per second."
+        )
+    unit = (m.group(2) or "s").lower()
+    return Rate(count=float(m.group(1)), period=1.0 if unit.startswith("s") else 60.0)
+
+
+@dataclass
+class Pacer:
+    """GCRA pacing state: ``reserve(now)`` says when the next request may go.
+
+    The theoretical arrival time (TAT) advances by one interval per request, so
+    requests that queue up go out one interval apart, never together.
+    """
+
+    rate: Rate
+    tat: float = -math.inf
+
+    def reserve(self, now: float) -> float:
+        """Book the next slot and return the time at which it may be used (>= now)."""
+        at = max(now, self.tat)
+        self.tat = at + self.rate.interval
+        return at
+
+    def push_back(self, until: float) -> None:
+        """Nothing may go before ``until`` (the server asked us to wait)."""
+        self.tat = max(self.tat, until)
+
+
+def backoff(attempt: int, *, base: float = 1.0, cap: float = 60.0, rand: float) -> float:
+    """Full-jitter exponential backoff: a delay in [0, min(cap, base * 2**attempt)).
+
+    ``attempt`` counts from 0; ``rand`` is a uniform draw in [0, 1).
+    """
+    return rand * min(cap, base * (2.0 ** min(attempt, 62)))
+
+
+def retry_after_delay(retry_after: float, *, rand: float, spread: float = 0.25) -> float:
+    """Honour ``Retry-After`` plus a small positive jitter so waiters do not all wake at once."""
+    return max(0.0, retry_after) + rand * spread * max(1.0, retry_after) * 0.4
+
+
+@dataclass
+class PollPlanner:
+    """Chooses the delay before the next poll of a running task.
+
+    Without history the delays grow geometrically from ``min_interval`` to
+    ``max_interval``. Once tasks of the same class (mode and duration) have
+    finished in this run, polls are sparse until the fastest of them would have
+    finished, dense through the range where most of them finished, and back off
+    again after it. Every delay stays within [min_interval, max_interval].
+    """
+
+    min_interval: float
+    max_interval: float
+    growth: float = 1.5
+    _history: dict[tuple[str, float], list[float]] = field(default_factory=dict)
+
+    def observe(self, klass: tuple[str, float], duration: float) -> None:
+        """Record how long a finished task of this class took (created to finished)."""
+        bisect.insort(self._history.setdefault(klass, []), duration)
+
+    def _bounds(self, klass: tuple[str, float]) -> tuple[float, float] | None:
+        seen = self._history.get(klass)
+        if not seen or len(seen) < 3:
+            return None
+        lo = seen[int(0.05 * (len(seen) - 1))]
+        hi = seen[math.ceil(0.95 * (len(seen) - 1))]
+        return lo, hi
+
+    def _clamp(self, delay: float) -> float:
+        return min(self.max_interval, max(self.min_interval, delay))
+
+    def next_delay(self, klass: tuple[str, float], elapsed: float, polls: int) -> float:
+        """Seconds to wait before the next poll, ``elapsed`` seconds after creation."""
+        bounds = self._bounds(klass)
+        if bounds is None:
+            return self._clamp(self.min_interval * self.growth**polls)
+        lo, hi = bounds
+        if elapsed < lo:
+            return self._clamp(lo - elapsed)
+        if elapsed <= hi:
+            # Dense where tasks finish: a tenth of the spread, so detection lags little.
+            return self._clamp(min((hi - lo) / 10.0, hi - elapsed + self.min_interval))
+        # Slower than almost all before it: back off in proportion to the overshoot.
+        return self._clamp((elapsed - hi) / 2.0)

@@ -1,0 +1,264 @@
+"""Ledger events and the pure fold from events to job states.
+
+The ledger is the only truth about money: a job's state is whatever the events
+say, in order. Every rule of how an event moves a job lives in ``_apply``; the
+runner, ``status``, ``report`` and reconciliation all read the same fold.
+
+Events (each a JSON object with ``ts``, ``event`` and ``job``; see
+``schemas/ledger.schema.json``):
+
+- ``header``: first line; tool version, manifest path and sha256.
+- ``run_started`` / ``run_ended``: one run of the command (``job`` is null).
+- ``intent``: written and fsynced *before* a create is sent. Until an outcome
+  follows, the job is ``in_doubt``: a crash after sending may have been charged.
+- ``created``: the create answered with a task id: ``running``.
+- ``create_failed``: the create provably charged nothing. ``permanent`` means the
+  API refused the input (``failed``); otherwise the job is ``pending`` again.
+- ``in_doubt``: the create's outcome is unknown (lost answer, 5xx, read timeout).
+- ``reconciled``: an in-doubt create matched to a charge in the credits usage.
+- ``not_created``: an in-doubt create proven never to have happened: ``pending``.
+- ``completed`` / ``failed``: the task finished on the server.
+- ``downloaded``: the video is on disk, verified: ``done``.
+- ``skipped``: not submitted because the budget did not allow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchkling.errors import LedgerError
+from batchkling.model import JobState
+
+__all__ = [
+    "ATTEMPT_OUTCOMES",
+    "EVENTS",
+    "Attempt",
+    "JobRecord",
+    "RunState",
+    "apply",
+    "fold",
+]
+
+EVENTS = frozenset(
+    {
+        "header",
+        "run_started",
+        "run_ended",
+        "intent",
+        "created",
+        "create_failed",
+        "in_doubt",
+        "reconciled",
+        "not_created",
+        "completed",
+        "failed",
+        "downloaded",
+        "skipped",
+    }
+)
+
+# What became of one create: only "created" and "in_doubt" count as money spent.
+ATTEMPT_OUTCOMES = ("sending", "created", "refused", "in_doubt", "not_created")
+_CHARGED = frozenset({"sending", "created", "in_doubt"})
+
+
+@dataclass
+class Attempt:
+    """One create of a job: its price, its request fingerprint and what became of it."""
+
+    credits: int
+    fingerprint: str
+    intent_ts: str
+    outcome: str = "sending"
+    task_id: str | None = None
+    ended_ts: str | None = None
+
+    @property
+    def charged(self) -> bool:
+        """True when this attempt may have cost money (created, or unknown)."""
+        return self.outcome in _CHARGED
+
+
+@dataclass
+class JobRecord:
+    """Everything the ledger says about one job."""
+
+    job: str
+    state: JobState = JobState.PENDING
+    attempts: list[Attempt] = field(default_factory=list)
+    task_id: str | None = None
+    error: str | None = None
+    output_urls: tuple[str, ...] = ()
+    output: str | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    created_ts: str | None = None
+    finished_ts: str | None = None
+    skip_reason: str | None = None
+
+    @property
+    def credits(self) -> int:
+        """Credits this job has committed over all its attempts (no refund assumed)."""
+        return sum(a.credits for a in self.attempts if a.charged)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Fingerprint of the request most recently sent for this job."""
+        return self.attempts[-1].fingerprint if self.attempts else None
+
+    @property
+    def last_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+@dataclass
+class RunState:
+    """The fold of a whole ledger."""
+
+    header: Mapping[str, Any] | None = None
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    events: int = 0
+
+    @property
+    def credits_committed(self) -> int:
+        """Credits committed by every attempt in the ledger, jobs no longer in the manifest too."""
+        return sum(rec.credits for rec in self.jobs.values())
+
+    def record(self, job: str) -> JobRecord:
+        """The record of ``job``; a job the ledger never mentioned is pending."""
+        rec = self.jobs.get(job)
+        return rec if rec is not None else JobRecord(job=job)
+
+    def state_of(self, job: str) -> JobState:
+        rec = self.jobs.get(job)
+        return JobState.PENDING if rec is None else rec.state
+
+
+def _bad(line: int | None, message: str) -> LedgerError:
+    where = f"line {line}" if line is not None else "an event"
+    return LedgerError(
+        f"ledger {where}: {message}",
+        line=line,
+        hint="The ledger is not changed by batchkling after such an error; inspect it by hand.",
+    )
+
+
+def _req(ev: Mapping[str, Any], key: str, line: int | None) -> Any:
+    try:
+        return ev[key]
+    except KeyError:
+        raise _bad(line, f"event {ev.get('event')!r} lacks {key!r}") from None
+
+
+def _apply(st: RunState, ev: Mapping[str, Any], line: int | None) -> None:
+    kind = ev.get("event")
+    ts = ev.get("ts")
+    if not isinstance(kind, str) or kind not in EVENTS or not isinstance(ts, str):
+        raise _bad(line, f"unknown or malformed event {kind!r}")
+    if kind == "header":
+        st.header = ev
+        return
+    if kind in ("run_started", "run_ended"):
+        if kind == "run_started":
+            st.runs.append({"started": ts, "ended": None, "api_calls": 0, "exit_status": None})
+        elif st.runs:
+            st.runs[-1].update(
+                ended=ts, api_calls=ev.get("api_calls", 0), exit_status=ev.get("exit_status")
+            )
+        return
+    name = _req(ev, "job", line)
+    if not isinstance(name, str):
+        raise _bad(line, "job must be a string")
+    rec = st.jobs.get(name)
+    if rec is None:
+        rec = st.jobs[name] = JobRecord(job=name)
+    last = rec.attempts[-1] if rec.attempts else None
+
+    if kind == "intent":
+        rec.attempts.append(
+            Attempt(
+                credits=int(_req(ev, "credits", line)),
+                fingerprint=str(_req(ev, "fingerprint", line)),
+                intent_ts=ts,
+            )
+        )
+        # Until the answer is recorded, the create may have been sent and charged.
+        rec.state = JobState.IN_DOUBT
+        rec.task_id = None
+        rec.error = None
+        rec.output = rec.sha256 = None
+        rec.bytes = None
+        rec.output_urls = ()
+        rec.skip_reason = None
+        return
+    if kind == "skipped":
+        rec.state = JobState.SKIPPED
+        rec.skip_reason = ev.get("reason")
+        return
+
+    if kind in ("created", "create_failed", "in_doubt", "reconciled", "not_created"):
+        if last is None:
+            raise _bad(line, f"{kind!r} for job {name!r} with no intent before it")
+        last.ended_ts = last.ended_ts if kind in ("reconciled", "not_created") else ts
+        if kind in ("created", "reconciled"):
+            last.outcome = "created"
+            last.task_id = rec.task_id = str(_req(ev, "task_id", line))
+            rec.state = JobState.RUNNING
+            rec.created_ts = ts if kind == "created" else last.intent_ts
+            rec.error = None
+        elif kind == "create_failed":
+            last.outcome = "refused"
+            rec.error = ev.get("error")
+            rec.state = JobState.FAILED if ev.get("permanent") else JobState.PENDING
+        elif kind == "in_doubt":
+            last.outcome = "in_doubt"
+            rec.error = ev.get("error")
+            rec.state = JobState.IN_DOUBT
+        else:  # not_created
+            last.outcome = "not_created"
+            rec.error = None
+            rec.state = JobState.PENDING
+        return
+
+    # Task events: completed, failed, downloaded.
+    task_id = ev.get("task_id")
+    if task_id is not None and task_id != rec.task_id:
+        # An answer about an older task of this job (resubmitted since): keep the
+        # money accounting, ignore it for the job's current state.
+        return
+    if kind == "completed":
+        rec.state = JobState.COMPLETED
+        rec.output_urls = tuple(ev.get("output_urls") or ())
+        rec.finished_ts = ts
+    elif kind == "failed":
+        rec.state = JobState.FAILED
+        rec.error = ev.get("error")
+        rec.finished_ts = ts
+    else:  # downloaded
+        rec.state = JobState.DONE
+        rec.output = str(_req(ev, "path", line))
+        rec.bytes = int(_req(ev, "bytes", line))
+        rec.sha256 = str(_req(ev, "sha256", line))
+        rec.finished_ts = rec.finished_ts or ts
+
+
+def fold(events: Iterable[Mapping[str, Any]], *, first_line: int = 1) -> RunState:
+    """Fold events (in ledger order) into the state of every job. Pure: no I/O.
+
+    Raises ``LedgerError`` naming the line of the first event that breaks a rule.
+    """
+    st = RunState()
+    n = 0
+    for n, ev in enumerate(events, start=1):
+        _apply(st, ev, first_line + n - 1)
+    st.events = n
+    return st
+
+
+def apply(st: RunState, ev: Mapping[str, Any]) -> None:
+    """Apply one more event to a folded state (the runner keeps its state current this way)."""
+    _apply(st, ev, None)
+    st.events += 1
