@@ -1,0 +1,465 @@
+"""The sjinn API client on one ``httpx.AsyncClient``: request bodies, answers, error mapping.
+
+Every API request (never a download) first passes the ``RequestGate``, which
+paces requests evenly (GCRA) and holds everyone back together when the server
+says it is overloaded. Foreign exceptions are translated here, at the boundary,
+into the tree of ``batchkling.errors``; the translation decides the one thing
+that matters for money: whether a failed create may have been charged.
+
+The API key goes into the ``Authorization`` header and nowhere else: no message
+built here contains a header.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from batchkling.errors import (
+    AuthError,
+    InDoubtError,
+    InsufficientBalanceError,
+    MembershipError,
+    RefusedError,
+    TaskNotFoundError,
+    TransientError,
+)
+from batchkling.model import USAGE_TASK_TYPE
+from batchkling.schedule import Pacer, Rate, retry_after_delay
+
+__all__ = [
+    "CREATE_PATH",
+    "DEFAULT_TIMEOUT",
+    "Account",
+    "RequestGate",
+    "SjinnClient",
+    "TaskStatus",
+    "UsagePage",
+    "UsageRecord",
+    "make_http_client",
+    "parse_retry_after",
+]
+
+CREATE_PATH = "/api/un-api/create_tool_task"
+QUERY_PATH = "/api/un-api/query_tool_task_status"
+ACCOUNT_PATH = "/api/un-api/query_account_status"
+USAGE_PATH = "/api/un-api/query_credits_usage"
+
+# Connect fast (a refused connection is provably not a charge); allow the API
+# time to answer a create; never wait forever for anything.
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0, pool=60.0)
+
+
+def make_http_client(
+    *, transport: httpx.AsyncBaseTransport | None = None, max_connections: int = 100
+) -> httpx.AsyncClient:
+    """The one pooled client a run uses for the API and the downloads."""
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=DEFAULT_TIMEOUT,
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        follow_redirects=True,
+        headers={"User-Agent": "batchkling"},
+    )
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+# -- answers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """One answer of ``query_tool_task_status``."""
+
+    task_id: str
+    status: int | None
+    output_urls: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == 1 and bool(self.output_urls)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == -1
+
+    @property
+    def known(self) -> bool:
+        """False for a status value the reference does not document (logged, treated as running)."""
+        return self.status in (0, 1, -1)
+
+    def video_url(self) -> str | None:
+        """The first output URL ending in ``.mp4``, else the first."""
+        for url in self.output_urls:
+            if url.split("?", 1)[0].lower().endswith(".mp4"):
+                return url
+        return self.output_urls[0] if self.output_urls else None
+
+
+@dataclass(frozen=True)
+class Account:
+    """``query_account_status``: who the key belongs to, the balance, the subscription."""
+
+    email: str | None
+    name: str | None
+    balance: float | None
+    subscription: Mapping[str, Any] | None
+
+    @property
+    def subscription_active(self) -> bool:
+        if not self.subscription:
+            return False
+        return str(self.subscription.get("status", "")).lower() in ("active", "trialing")
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One charge in the account's credits usage."""
+
+    id: str
+    task_type: str
+    task_id: str | None
+    cost_credits: float
+    create_time: str
+
+
+@dataclass(frozen=True)
+class UsagePage:
+    records: tuple[UsageRecord, ...]
+    next_cursor: str | None
+
+
+# -- the gate every API request passes ------------------------------------------
+
+
+class RequestGate:
+    """Evenly paced API requests, and one shared pause when the server pushes back.
+
+    A 429 or 503 with ``Retry-After`` holds every request back until then (the
+    limit is the account's, not one job's). Repeated 429/5xx answers without one
+    open a breaker: one shared pause that doubles while failures continue.
+    """
+
+    def __init__(
+        self,
+        rate: Rate,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+        breaker_threshold: int = 3,
+        breaker_cap: float = 60.0,
+    ) -> None:
+        self._pacer = Pacer(rate)
+        self._clock = clock
+        self._rand = rand
+        self._paused_until = 0.0
+        self._failures = 0
+        self._threshold = breaker_threshold
+        self._cap = breaker_cap
+        self.calls = 0
+        self.pauses = 0
+
+    async def wait(self) -> None:
+        """Return when the next API request may be sent; counts it."""
+        while True:
+            now = self._clock()
+            if now < self._paused_until:
+                await anyio.sleep(self._paused_until - now)
+                continue
+            at = self._pacer.reserve(now)
+            if at > now:
+                await anyio.sleep(at - now)
+            if self._clock() >= self._paused_until:
+                self.calls += 1
+                return
+
+    def succeeded(self) -> None:
+        self._failures = 0
+
+    def pushed_back(self, retry_after: float | None) -> None:
+        """The server answered 429 or 5xx; ``retry_after`` is its Retry-After, if any."""
+        self._failures += 1
+        now = self._clock()
+        pause = 0.0
+        if retry_after is not None:
+            pause = retry_after_delay(retry_after, rand=self._rand())
+        elif self._failures >= self._threshold:
+            step = min(self._cap, 2.0 ** (self._failures - self._threshold))
+            pause = step / 2 + self._rand() * step / 2
+        if pause > 0 and now + pause > self._paused_until:
+            self._paused_until = now + pause
+            self._pacer.push_back(self._paused_until)
+            self.pauses += 1
+
+
+# -- the client ------------------------------------------------------------------
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class SjinnClient:
+    """Typed calls to the sjinn Tool API."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str,
+        gate: RequestGate | None = None,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self.gate = gate
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        create: bool = False,
+    ) -> Any:
+        if self.gate is not None:
+            await self.gate.wait()
+        what = path.rsplit("/", 1)[-1]
+        try:
+            resp = await self._http.request(
+                method, self._base + path, json=json, params=params, headers=self._headers
+            )
+        except _NOT_SENT as exc:
+            raise TransientError(f"{what}: could not connect ({type(exc).__name__}).") from exc
+        except httpx.HTTPError as exc:
+            raise InDoubtError(f"{what}: no answer ({type(exc).__name__}: {exc}).") from exc
+        except Exception as exc:  # a transport that fails in a way httpx does not wrap
+            raise InDoubtError(f"{what}: no answer ({type(exc).__name__}).") from exc
+        try:
+            return self._unwrap(resp, what, create=create)
+        except TransientError as exc:
+            if self.gate is not None:
+                self.gate.pushed_back(exc.retry_after)
+            raise
+        except InDoubtError as exc:
+            if self.gate is not None and exc.status_code is not None:
+                self.gate.pushed_back(exc.retry_after)
+            raise
+
+    def _unwrap(self, resp: httpx.Response, what: str, *, create: bool) -> Any:
+        code = resp.status_code
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        body: Any = None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        wrapped = isinstance(body, dict) and "success" in body
+        if code == 200 and wrapped and body.get("success") is True:
+            if self.gate is not None:
+                self.gate.succeeded()
+            return body.get("data")
+        if wrapped and body.get("success") is False and code not in (429, 500, 502, 503, 504):
+            self._functional(body, what, code, retry_after)
+        kind = f"{what}: HTTP {code}"
+        if code == 429:
+            raise TransientError(
+                f"{kind} (rate limited).", status_code=code, retry_after=retry_after
+            )
+        if code == 503 and retry_after is not None:
+            raise TransientError(
+                f"{kind} (unavailable).", status_code=code, retry_after=retry_after
+            )
+        if code == 408:
+            raise TransientError(f"{kind} (request timeout).", status_code=code)
+        if code in (401, 403):
+            raise AuthError(
+                f"The API key was not accepted (HTTP {code}).",
+                hint="Check SJINN_API_KEY or --api-key-file.",
+            )
+        if code == 402:
+            raise InsufficientBalanceError("The account's balance is too low (HTTP 402).")
+        if code >= 500 or code == 200:
+            # The server may have acted before failing: a create may be charged.
+            raise InDoubtError(
+                f"{kind} (no usable answer).", status_code=code, retry_after=retry_after
+            )
+        if code == 404 and not create:
+            raise TaskNotFoundError(f"{kind} (not found).", status_code=code)
+        raise RefusedError(f"{kind} (refused).", status_code=code)
+
+    @staticmethod
+    def _functional(
+        body: Mapping[str, Any], what: str, code: int, retry_after: float | None
+    ) -> None:
+        err = body.get("error_code")
+        msg = str(body.get("errorMsg") or "").strip() or "no message"
+        if err == 401:
+            raise AuthError(
+                f"The API key was not accepted ({msg}).",
+                hint="Check SJINN_API_KEY or --api-key-file.",
+            )
+        if err == 101:
+            raise MembershipError(
+                f"The account has no active membership ({msg}).",
+                hint="Task creation needs an active subscription.",
+            )
+        if err == 100:
+            raise InsufficientBalanceError(
+                f"The account's balance is too low ({msg}).",
+                hint="Top up the account, then run again to resume.",
+            )
+        if "not found" in msg.lower():
+            raise TaskNotFoundError(f"{what}: {msg}.", status_code=code, error_code=err)
+        if err == 400:
+            raise RefusedError(
+                f"{what}: the API refused the input: {msg}.", status_code=code, error_code=400
+            )
+        # Any other refusal (a limit, an unknown code) created nothing: retry later.
+        raise TransientError(
+            f"{what}: refused with error {err}: {msg}.",
+            status_code=code,
+            error_code=err if isinstance(err, int) else None,
+            retry_after=retry_after,
+        )
+
+    # -- endpoints ---------------------------------------------------------------
+
+    async def create(self, body: Mapping[str, Any]) -> str:
+        """Create a task; return its id. ``InDoubtError`` means it may have been charged."""
+        data = await self._call("POST", CREATE_PATH, json=body, create=True)
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise InDoubtError("create_tool_task: a success without a task id.")
+        return task_id
+
+    async def query(self, task_id: str) -> TaskStatus:
+        """The status of one task."""
+        data = await self._call("POST", QUERY_PATH, json={"task_id": task_id})
+        if not isinstance(data, dict):
+            raise TransientError("query_tool_task_status: a success without data.")
+        raw_status = data.get("status")
+        status = raw_status if isinstance(raw_status, int) else None
+        urls = data.get("output_urls") or ()
+        error = data.get("error") or data.get("error_msg")
+        return TaskStatus(
+            task_id=str(data.get("task_id") or task_id),
+            status=status,
+            output_urls=tuple(str(u) for u in urls if isinstance(u, str)),
+            error=str(error) if error else None,
+        )
+
+    async def account(self) -> Account:
+        """The account's balance and subscription (free of charge)."""
+        data = await self._call("POST", ACCOUNT_PATH, json={})
+        data = data if isinstance(data, dict) else {}
+        balance = data.get("balances")
+        return Account(
+            email=data.get("email"),
+            name=data.get("name"),
+            balance=float(balance) if isinstance(balance, (int, float)) else None,
+            subscription=data.get("subscription")
+            if isinstance(data.get("subscription"), dict)
+            else None,
+        )
+
+    async def credits_usage(
+        self,
+        *,
+        limit: int = 200,
+        cursor: str | None = None,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        task_type: str | None = USAGE_TASK_TYPE,
+    ) -> UsagePage:
+        """One page of the account's credits usage, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (
+            ("cursor", cursor),
+            ("start_time", start_time),
+            ("end_time", end_time),
+            ("task_type", task_type),
+        ):
+            if value is not None:
+                params[key] = value
+        data = await self._call("POST", USAGE_PATH, json=params)
+        data = data if isinstance(data, dict) else {}
+        records = []
+        for rec in data.get("records") or ():
+            if not isinstance(rec, dict):
+                continue
+            records.append(
+                UsageRecord(
+                    id=str(rec.get("id")),
+                    task_type=str(rec.get("task_type")),
+                    task_id=rec.get("task_id"),
+                    cost_credits=float(rec.get("cost_credits") or 0),
+                    create_time=str(rec.get("create_time")),
+                )
+            )
+        nxt = data.get("next_cursor") or data.get("nextCursor") or data.get("cursor")
+        return UsagePage(records=tuple(records), next_cursor=str(nxt) if nxt else None)
+
+    async def download(self, url: str, dest: Path) -> tuple[int, str]:
+        """Stream ``url`` into ``dest``; verify against Content-Length; return (bytes, sha256).
+
+        ``RefusedError`` means the URL no longer works (query the task again for a
+        fresh one); ``TransientError`` means try again.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            async with self._http.stream("GET", url) as resp:
+                if resp.status_code in (401, 403, 404, 410):
+                    raise RefusedError(
+                        f"download: HTTP {resp.status_code} (the URL expired).",
+                        status_code=resp.status_code,
+                    )
+                if resp.status_code != 200:
+                    raise TransientError(
+                        f"download: HTTP {resp.status_code}.", status_code=resp.status_code
+                    )
+                expected = resp.headers.get("Content-Length")
+                with open(dest, "wb") as fh:
+                    async for chunk in resp.aiter_raw():
+                        fh.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except httpx.HTTPError as exc:
+            raise TransientError(f"download: interrupted ({type(exc).__name__}).") from exc
+        if expected is not None and expected.isdigit() and int(expected) != size:
+            raise TransientError(f"download: got {size} of {expected} bytes.")
+        if size == 0:
+            raise TransientError("download: an empty file.")
+        return size, digest.hexdigest()

@@ -1,0 +1,518 @@
+"""The orchestration of one run: submit, poll, download, and write every step to the ledger.
+
+Structure (anyio): one task group; a feeder starts one task per job, in manifest
+order, as slots of ``concurrency`` free up (a slot is held from the create until
+the task finishes on the server). Each job task:
+
+1. reserves its credits (the check and the reservation happen with no await in
+   between, under the budget lock, so parallel submitters cannot overshoot);
+2. writes and fsyncs an ``intent``, sends the create, writes the answer. These
+   three steps are shielded from cancellation: once an intent is on disk the
+   run waits (bounded) for the answer so that its task id is never lost;
+3. polls on the ``PollPlanner``'s schedule, then downloads (outside the slot).
+
+Every API request passes the client's ``RequestGate`` (even pacing, shared pause).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from batchkling.api import SjinnClient
+from batchkling.errors import (
+    AccountError,
+    InDoubtError,
+    InsufficientBalanceError,
+    RefusedError,
+    TaskNotFoundError,
+    TransientError,
+)
+from batchkling.ledger import Ledger
+from batchkling.model import DEFAULT_CONCURRENCY, Job
+from batchkling.schedule import PollPlanner, backoff, retry_after_delay
+from batchkling.selection import Selection
+
+__all__ = [
+    "DEFAULT_POLL_MAX",
+    "DEFAULT_POLL_MIN",
+    "DEFAULT_TASK_TIMEOUT",
+    "Progress",
+    "RunOptions",
+    "RunResult",
+    "Runner",
+    "video_path",
+]
+
+DEFAULT_POLL_MIN = 5.0
+DEFAULT_POLL_MAX = 30.0
+DEFAULT_TASK_TIMEOUT = 1800.0
+SHUTDOWN_GRACE = 30.0
+
+
+def video_path(run_dir: Path, job_key: str) -> Path:
+    """Where a job's video lives: ``<run-dir>/videos/<job key>.mp4``."""
+    return run_dir / "videos" / f"{job_key}.mp4"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run behaves; the defaults are the command line's."""
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    no_wait: bool = False
+    no_download: bool = False
+    poll_min: float = DEFAULT_POLL_MIN
+    poll_max: float = DEFAULT_POLL_MAX
+    task_timeout: float = DEFAULT_TASK_TIMEOUT
+    create_attempts: int = 6
+    download_attempts: int = 6
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    shutdown_grace: float = SHUTDOWN_GRACE
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot sent to the progress callback after every change."""
+
+    total: int
+    counts: dict[str, int]
+    credits_committed: int
+    budget: int | None
+    message: str | None = None
+
+
+@dataclass
+class RunResult:
+    """What a run did, for the summary and the exit status."""
+
+    counts: dict[str, int]
+    credits_committed: int
+    interrupted: bool = False
+    account_error: AccountError | None = None
+    polls: dict[str, int] = field(default_factory=dict)
+    detection_gaps: list[float] = field(default_factory=list)
+    unknown_status: dict[str, int] = field(default_factory=dict)
+    timed_out: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def median_detection_delay(self) -> float | None:
+        """Median upper bound on how late a finished task was noticed (half the last gap)."""
+        if not self.detection_gaps:
+            return None
+        return statistics.median(self.detection_gaps) / 2
+
+
+class Runner:
+    """One run over one ledger. ``run()`` does the work; ``interrupt()`` stops it cleanly."""
+
+    def __init__(
+        self,
+        *,
+        jobs: Sequence[Job],
+        selection: Selection,
+        ledger: Ledger,
+        client: SjinnClient,
+        options: RunOptions = RunOptions(),
+        progress: Callable[[Progress], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.jobs = list(jobs)
+        self.sel = selection
+        self.ledger = ledger
+        self.client = client
+        self.opt = options
+        self._progress = progress
+        self._clock = clock
+        self._rand = rand
+        self._by_key = {job.key: job for job in self.jobs}
+        self._counts: Counter[str] = Counter(
+            ledger.state.state_of(job.key).value for job in self.jobs
+        )
+        self._slots = anyio.Semaphore(options.concurrency)
+        self._downloads = anyio.CapacityLimiter(max(2, min(options.concurrency, 16)))
+        self._budget_lock = anyio.Lock()
+        self._stopping = False
+        self._no_more_creates = False
+        self._scope: anyio.CancelScope | None = None
+        self._planner = PollPlanner(options.poll_min, options.poll_max)
+        self.result = RunResult(counts={}, credits_committed=0)
+
+    # -- ledger writes keep the counts current ------------------------------------
+
+    def _write(self, event: str, job: str, **fields: object) -> int:
+        before = self.ledger.state.state_of(job)
+        seq = self.ledger.write(event, job, **fields)
+        after = self.ledger.state.state_of(job)
+        if before is not after and job in self._by_key:
+            self._counts[before.value] -= 1
+            self._counts[after.value] += 1
+        self._emit()
+        return seq
+
+    async def _record(self, event: str, job: str, **fields: object) -> None:
+        await self.ledger.flush(self._write(event, job, **fields))
+
+    def _emit(self, message: str | None = None) -> None:
+        if self._progress is not None:
+            self._progress(
+                Progress(
+                    total=len(self.jobs),
+                    counts=dict(self._counts),
+                    credits_committed=self.ledger.state.credits_committed,
+                    budget=self.sel.budget,
+                    message=message,
+                )
+            )
+
+    # -- control --------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Stop starting creates, let sent creates record their answer, cancel the rest."""
+        self._stopping = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self) -> RunResult:
+        """Do the selected work; return the result (the ledger holds everything)."""
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._feed, tg)
+        self.result.interrupted = self._stopping
+        self.result.counts = {k: v for k, v in self._counts.items() if v}
+        self.result.credits_committed = self.ledger.state.credits_committed
+        return self.result
+
+    async def _feed(self, tg: anyio.abc.TaskGroup) -> None:
+        for job in self.sel.skipped:
+            await self._record("skipped", job.key, reason="does not fit the budget")
+        for job in self.sel.download:
+            if not self.opt.no_download:
+                tg.start_soon(self._download, job, self.ledger.state.record(job.key).output_urls)
+        for job in self.sel.follow:
+            await self._slots.acquire()
+            tg.start_soon(self._follow_in_slot, job, None)
+        for job, reason in self.sel.submit:
+            if self.opt.no_wait:
+                try:
+                    self._slots.acquire_nowait()
+                except anyio.WouldBlock:
+                    break
+            else:
+                await self._slots.acquire()
+            if self._stopping or self._no_more_creates:
+                self._slots.release()
+                break
+            tg.start_soon(self._job, job, reason)
+
+    async def _follow_in_slot(self, job: Job, created_at: float | None) -> None:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._slots.release()
+
+        try:
+            await self._follow(job, created_at, release)
+        finally:
+            release()
+
+    async def _job(self, job: Job, reason: str) -> None:
+        try:
+            task_id = await self._submit(job, reason)
+        except BaseException:
+            self._slots.release()
+            raise
+        if task_id is None:
+            self._slots.release()
+            return
+        await self._follow_in_slot(job, self._clock())
+
+    # -- creating ---------------------------------------------------------------------
+
+    async def _submit(self, job: Job, reason: str) -> str | None:
+        """Create the task (with retries); its id, or None when no task runs for it now."""
+        attempt = 0
+        while True:
+            outcome = await self._create_once(job, reason)
+            if not isinstance(outcome, TransientError):
+                return outcome
+            attempt += 1
+            if attempt >= self.opt.create_attempts:
+                return None  # left pending: provably never charged; the next run retries
+            if outcome.retry_after is not None:
+                delay = retry_after_delay(outcome.retry_after, rand=self._rand())
+            else:
+                delay = backoff(
+                    attempt - 1,
+                    base=self.opt.backoff_base,
+                    cap=self.opt.backoff_cap,
+                    rand=self._rand(),
+                )
+            await anyio.sleep(delay)
+
+    async def _create_once(self, job: Job, reason: str) -> str | TransientError | None:
+        """One create, write-ahead logged. A TransientError means: provably not charged, retry."""
+        # Shielded: once an intent is on disk, its outcome must follow if at all possible.
+        with anyio.CancelScope(shield=True):
+            async with self._budget_lock:
+                # No await between the check and the write: the fold counts the
+                # intent's credits before any other submitter can look.
+                if self._stopping or self._no_more_creates:
+                    return None
+                budget = self.sel.budget
+                if budget is not None and (
+                    self.ledger.state.credits_committed + job.credits > budget
+                ):
+                    seq = self._write("skipped", job.key, reason="the budget is used up")
+                    stop = True
+                else:
+                    seq = self._write(
+                        "intent",
+                        job.key,
+                        credits=job.credits,
+                        fingerprint=job.fingerprint,
+                        mode=job.shot.model_mode,
+                        duration=job.shot.duration,
+                        reason=reason,
+                    )
+                    stop = False
+            await self.ledger.flush(seq)
+            if stop:
+                self.result.notes.append(f"{job.key}: not sent, the budget is used up.")
+                return None
+            return await self._send_create(job)
+        return None  # only reached if the shielded scope itself was cancelled
+
+    async def _send_create(self, job: Job) -> str | TransientError | None:
+        try:
+            with anyio.move_on_after(self.opt.shutdown_grace + 60) as guard:
+                task_id = await self.client.create(job.request_body())
+            if guard.cancelled_caught:
+                raise InDoubtError("create_tool_task: no answer in time.")
+        except TransientError as exc:
+            await self._record(
+                "create_failed",
+                job.key,
+                error=str(exc),
+                permanent=False,
+                error_code=exc.error_code,
+                status_code=exc.status_code,
+            )
+            return exc
+        except InDoubtError as exc:
+            await self._record("in_doubt", job.key, error=str(exc))
+            return None
+        except RefusedError as exc:
+            await self._record(
+                "create_failed",
+                job.key,
+                error=str(exc),
+                permanent=True,
+                error_code=exc.error_code,
+                status_code=exc.status_code,
+            )
+            return None
+        except TaskNotFoundError as exc:
+            await self._record(
+                "create_failed",
+                job.key,
+                error=str(exc),
+                permanent=False,
+                error_code=exc.error_code,
+                status_code=exc.status_code,
+            )
+            return None
+        except AccountError as exc:
+            await self._record(
+                "create_failed",
+                job.key,
+                error=str(exc),
+                permanent=False,
+                error_code=None,
+                status_code=None,
+            )
+            self._no_more_creates = True
+            if self.result.account_error is None:
+                self.result.account_error = exc
+            if not isinstance(exc, InsufficientBalanceError):
+                # A refused key or membership: nothing else can succeed, stop everything.
+                self.interrupt_for_account()
+            return None
+        await self._record("created", job.key, task_id=task_id)
+        return task_id
+
+    def interrupt_for_account(self) -> None:
+        """Stop at once after an account refusal; the ledger is complete."""
+        self._no_more_creates = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # -- following ---------------------------------------------------------------------
+
+    async def _follow(
+        self, job: Job, created_at: float | None, release: Callable[[], None]
+    ) -> None:
+        rec = self.ledger.state.record(job.key)
+        task_id = rec.task_id
+        if task_id is None:
+            return
+        start = self._clock()
+        created = created_at if created_at is not None else start
+        klass = (job.shot.model_mode, float(math.ceil(job.shot.duration)))
+        polls = 0
+        last_running = created
+        logged_unknown = False
+        not_found = 0
+        while True:
+            now = self._clock()
+            if self.opt.no_wait and created_at is not None:
+                return
+            if now - start >= self.opt.task_timeout:
+                self.result.timed_out.append(job.key)
+                return
+            delay = (
+                0.0
+                if (self.opt.no_wait and polls == 0)
+                else self._planner.next_delay(klass, now - created, polls)
+            )
+            delay = min(delay, max(0.0, start + self.opt.task_timeout - now))
+            await anyio.sleep(delay)
+            try:
+                status = await self.client.query(task_id)
+            except (TransientError, InDoubtError):
+                continue
+            except TaskNotFoundError:
+                not_found += 1
+                if not_found == 1:
+                    self._emit(f"{job.key}: the server does not know task {task_id} (yet).")
+                continue
+            polls += 1
+            self.result.polls[job.key] = self.result.polls.get(job.key, 0) + 1
+            noticed = self._clock()
+            if status.succeeded:
+                self.result.detection_gaps.append(noticed - last_running)
+                self._planner.observe(klass, (last_running + noticed) / 2 - created)
+                await self._record(
+                    "completed",
+                    job.key,
+                    task_id=task_id,
+                    output_urls=list(status.output_urls),
+                    polls=polls,
+                )
+                release()
+                if not self.opt.no_download:
+                    await self._download(job, status.output_urls)
+                return
+            if status.failed:
+                await self._record(
+                    "failed",
+                    job.key,
+                    task_id=task_id,
+                    error=status.error or "the task failed",
+                    status=-1,
+                    polls=polls,
+                )
+                return
+            if not status.known and not logged_unknown:
+                logged_unknown = True
+                self.result.unknown_status[job.key] = (
+                    status.status if status.status is not None else -999
+                )
+                self._emit(f"{job.key}: undocumented status {status.status!r}; still waiting.")
+            last_running = noticed
+            if self.opt.no_wait:
+                return
+
+    # -- downloading -------------------------------------------------------------------
+
+    async def _download(self, job: Job, urls: Sequence[str]) -> None:
+        rec = self.ledger.state.record(job.key)
+        task_id = rec.task_id
+        if task_id is None:
+            return
+        dest = video_path(self.ledger.run_dir, job.key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        current = list(urls)
+        for attempt in range(self.opt.download_attempts):
+            if not current:
+                current = await self._fresh_urls(task_id)
+                if not current:
+                    await anyio.sleep(
+                        backoff(
+                            attempt,
+                            base=self.opt.backoff_base,
+                            cap=self.opt.backoff_cap,
+                            rand=self._rand(),
+                        )
+                    )
+                    continue
+            url = _pick_video(current)
+            try:
+                async with self._downloads:
+                    size, sha = await self.client.download(url, part)
+            except RefusedError:
+                current = []  # expired: ask the server for a fresh URL
+                continue
+            except TransientError:
+                await anyio.sleep(
+                    backoff(
+                        attempt,
+                        base=self.opt.backoff_base,
+                        cap=self.opt.backoff_cap,
+                        rand=self._rand(),
+                    )
+                )
+                if attempt >= 1:
+                    current = []
+                continue
+            os.replace(part, dest)
+            _fsync_dir(dest.parent)
+            await self._record(
+                "downloaded",
+                job.key,
+                task_id=task_id,
+                path=str(dest.relative_to(self.ledger.run_dir)),
+                bytes=size,
+                sha256=sha,
+            )
+            return
+        self.result.notes.append(f"{job.key}: the download failed; run again to retry it.")
+
+    async def _fresh_urls(self, task_id: str) -> list[str]:
+        try:
+            status = await self.client.query(task_id)
+        except (TransientError, InDoubtError, TaskNotFoundError):
+            return []
+        return list(status.output_urls) if status.succeeded else []
+
+
+def _pick_video(urls: Sequence[str]) -> str:
+    for url in urls:
+        if url.split("?", 1)[0].lower().endswith(".mp4"):
+            return url
+    return urls[0]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
