@@ -1,0 +1,112 @@
+"""A run directory seen from the outside: where things live, and one row per job from the fold.
+
+``status`` and every report build on ``job_rows``; nothing here talks to the network.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchkling.model import Job, JobState
+from batchkling.state import JobRecord, RunState
+
+__all__ = [
+    "JobRow",
+    "default_run_dir",
+    "intact_videos",
+    "job_rows",
+    "status_json",
+]
+
+
+def default_run_dir(manifest_path: str | Path) -> Path:
+    """``<manifest dir>/<manifest stem>.run/``."""
+    path = Path(manifest_path).absolute()
+    return path.parent / f"{path.stem}.run"
+
+
+def intact_videos(run_dir: Path, st: RunState) -> frozenset[str]:
+    """Done jobs whose video is still on disk with the size the ledger recorded.
+
+    The sha256 was checked when the file was written; a size check on start is
+    what a resume can afford for thousands of files and catches a truncated or
+    deleted file.
+    """
+    out: set[str] = set()
+    for key, rec in st.jobs.items():
+        if rec.state is JobState.DONE and rec.output is not None:
+            try:
+                if (run_dir / rec.output).stat().st_size == rec.bytes:
+                    out.add(key)
+            except OSError:
+                pass
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job as a status line or a report card sees it."""
+
+    job: str
+    state: JobState
+    task_id: str | None
+    credits: int
+    output: str | None
+    error: str | None
+    sha256: str | None
+    bytes: int | None
+    shot: Job | None
+    record: JobRecord
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "state": self.state.value,
+            "task_id": self.task_id,
+            "credits": self.credits,
+            "output": self.output,
+            "error": self.error,
+        }
+
+
+def job_rows(jobs: Sequence[Job] | None, st: RunState, run_dir: Path) -> list[JobRow]:
+    """One row per job: the manifest's jobs in order, then any the ledger knows beyond them."""
+    rows: list[JobRow] = []
+    seen: set[str] = set()
+    base = run_dir.absolute()
+
+    def row(key: str, job: Job | None) -> JobRow:
+        rec = st.record(key)
+        output = str(base / rec.output) if rec.state is JobState.DONE and rec.output else None
+        return JobRow(
+            job=key,
+            state=rec.state,
+            task_id=rec.task_id,
+            credits=rec.credits,
+            output=output,
+            error=rec.error,
+            sha256=rec.sha256,
+            bytes=rec.bytes,
+            shot=job,
+            record=rec,
+        )
+
+    for job in jobs or ():
+        rows.append(row(job.key, job))
+        seen.add(job.key)
+    rows.extend(row(key, None) for key in st.jobs if key not in seen)
+    return rows
+
+
+def status_json(rows: Sequence[JobRow], st: RunState) -> dict[str, Any]:
+    """The ``status --json`` document."""
+    counts = Counter(r.state.value for r in rows)
+    return {
+        "jobs": [r.as_json() for r in rows],
+        "counts": {s.value: counts.get(s.value, 0) for s in JobState},
+        "credits_committed": st.credits_committed,
+    }
