@@ -250,8 +250,9 @@ class SjinnClient:
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         create: bool = False,
+        gated: bool = False,
     ) -> Any:
-        if self.gate is not None:
+        if self.gate is not None and not gated:
             await self.gate.wait()
         what = path.rsplit("/", 1)[-1]
         try:
@@ -354,9 +355,17 @@ class SjinnClient:
 
     # -- endpoints ---------------------------------------------------------------
 
-    async def create(self, body: Mapping[str, Any]) -> str:
-        """Create a task; return its id. ``InDoubtError`` means it may have been charged."""
-        data = await self._call("POST", CREATE_PATH, json=body, create=True)
+    async def pass_gate(self) -> None:
+        """Wait for a request slot now, for a request that follows at once (``gated=True``)."""
+        if self.gate is not None:
+            await self.gate.wait()
+
+    async def create(self, body: Mapping[str, Any], *, gated: bool = False) -> str:
+        """Create a task; return its id. ``InDoubtError`` means it may have been charged.
+
+        ``gated``: the caller already passed the gate (``pass_gate``) just before.
+        """
+        data = await self._call("POST", CREATE_PATH, json=body, create=True, gated=gated)
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
             raise InDoubtError("create_tool_task: a success without a task id.")

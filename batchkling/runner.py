@@ -22,8 +22,9 @@ import random
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
@@ -39,6 +40,8 @@ from batchkling.errors import (
 )
 from batchkling.ledger import Ledger
 from batchkling.model import DEFAULT_CONCURRENCY, Job
+from batchkling.reconcile import DEFAULT_SETTLE, Charge, in_doubt_windows
+from batchkling.reconciler import reconcile_ledger
 from batchkling.schedule import PollPlanner, backoff, retry_after_delay
 from batchkling.selection import Selection
 
@@ -79,6 +82,7 @@ class RunOptions:
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     shutdown_grace: float = SHUTDOWN_GRACE
+    usage_settle: float | None = DEFAULT_SETTLE  # None: no reconciliation during the run
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class RunResult:
     unknown_status: dict[str, int] = field(default_factory=dict)
     timed_out: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    orphans: tuple[Charge, ...] = ()
 
     @property
     def median_detection_delay(self) -> float | None:
@@ -148,6 +153,8 @@ class Runner:
         self._no_more_creates = False
         self._scope: anyio.CancelScope | None = None
         self._planner = PollPlanner(options.poll_min, options.poll_max)
+        self._active = 0  # job, follow and download tasks still going
+        self._feeding = True
         self.result = RunResult(counts={}, credits_committed=0)
 
     # -- ledger writes keep the counts current ------------------------------------
@@ -191,20 +198,41 @@ class Runner:
             self._scope = scope
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._feed, tg)
+                if self.opt.usage_settle is not None and not self.opt.no_wait:
+                    tg.start_soon(self._reconcile_loop, tg)
         self.result.interrupted = self._stopping
         self.result.counts = {k: v for k, v in self._counts.items() if v}
         self.result.credits_committed = self.ledger.state.credits_committed
         return self.result
 
+    def _spawn(
+        self, tg: anyio.abc.TaskGroup, fn: Callable[..., Awaitable[None]], *args: object
+    ) -> None:
+        self._active += 1
+
+        async def tracked() -> None:
+            try:
+                await fn(*args)
+            finally:
+                self._active -= 1
+
+        tg.start_soon(tracked)
+
     async def _feed(self, tg: anyio.abc.TaskGroup) -> None:
+        try:
+            await self._feed_all(tg)
+        finally:
+            self._feeding = False
+
+    async def _feed_all(self, tg: anyio.abc.TaskGroup) -> None:
         for job in self.sel.skipped:
             await self._record("skipped", job.key, reason="does not fit the budget")
         for job in self.sel.download:
             if not self.opt.no_download:
-                tg.start_soon(self._download, job, self.ledger.state.record(job.key).output_urls)
+                self._spawn(tg, self._download, job, self.ledger.state.record(job.key).output_urls)
         for job in self.sel.follow:
             await self._slots.acquire()
-            tg.start_soon(self._follow_in_slot, job, None)
+            self._spawn(tg, self._follow_in_slot, job, None)
         for job, reason in self.sel.submit:
             if self.opt.no_wait:
                 try:
@@ -216,7 +244,61 @@ class Runner:
             if self._stopping or self._no_more_creates:
                 self._slots.release()
                 break
-            tg.start_soon(self._job, job, reason)
+            self._spawn(tg, self._job, job, reason)
+
+    async def _reconcile_loop(self, tg: anyio.abc.TaskGroup) -> None:
+        """Settle in-doubt creates once their window is older than the settle delay.
+
+        The run waits for in-doubt jobs that can still be settled, even when all
+        other work is done: adopting the task or proving the create never happened
+        spares the user a guess about money.
+        """
+        settle = self.opt.usage_settle
+        assert settle is not None
+        tick = min(1.0, max(0.02, settle / 4))
+        final: set[str] = set()  # ambiguous after settling: waiting will not help this run
+        while True:
+            idle = not self._feeding and self._active == 0
+            doubts = [
+                d
+                for d in in_doubt_windows(self.ledger.state)
+                if d.job in self._by_key and d.job not in final
+            ]
+            if idle and not doubts:
+                return
+            now = _utc_now()
+            ripe = [
+                d for d in doubts if d.end is not None and (now - d.end).total_seconds() > settle
+            ]
+            if ripe:
+                outcome = await reconcile_ledger(self.ledger, self.client, settle=settle)
+                if outcome.unavailable is not None:
+                    self.result.notes.append(
+                        f"the credits usage could not be read ({outcome.unavailable}); "
+                        "in-doubt jobs are left as they are."
+                    )
+                    return
+                res = outcome.result
+                if res is not None:
+                    self._refresh_counts()
+                    for job, _charge in res.adopted:
+                        await self._slots.acquire()
+                        self._spawn(tg, self._follow_in_slot, self._by_key[job], None)
+                    for job in res.not_created:
+                        if self._stopping or self._no_more_creates:
+                            break
+                        await self._slots.acquire()
+                        self._spawn(tg, self._job, self._by_key[job], "not-created")
+                    for job, _charges in res.ambiguous:
+                        final.add(job)
+                    # A ripe window still without a verdict will not get one by waiting.
+                    final.update(d.job for d in ripe if d.job in res.waiting)
+                    self.result.orphans = res.orphans
+            await anyio.sleep(tick)
+
+    def _refresh_counts(self) -> None:
+        self._counts = Counter(self.ledger.state.state_of(job.key).value for job in self.jobs)
+        self._emit()
 
     async def _follow_in_slot(self, job: Job, created_at: float | None) -> None:
         released = False
@@ -268,6 +350,10 @@ class Runner:
 
     async def _create_once(self, job: Job, reason: str) -> str | TransientError | None:
         """One create, write-ahead logged. A TransientError means: provably not charged, retry."""
+        # The rate slot is taken before the intent is written, so that the intent's
+        # time and the create's arrival at the server are milliseconds apart: that
+        # narrow window is what lets reconciliation match a lost answer to its charge.
+        await self.client.pass_gate()
         # Shielded: once an intent is on disk, its outcome must follow if at all possible.
         with anyio.CancelScope(shield=True):
             async with self._budget_lock:
@@ -302,7 +388,7 @@ class Runner:
     async def _send_create(self, job: Job) -> str | TransientError | None:
         try:
             with anyio.move_on_after(self.opt.shutdown_grace + 60) as guard:
-                task_id = await self.client.create(job.request_body())
+                task_id = await self.client.create(job.request_body(), gated=True)
             if guard.cancelled_caught:
                 raise InDoubtError("create_tool_task: no answer in time.")
         except TransientError as exc:
@@ -501,6 +587,10 @@ class Runner:
         except (TransientError, InDoubtError, TaskNotFoundError):
             return []
         return list(status.output_urls) if status.succeeded else []
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _pick_video(urls: Sequence[str]) -> str:
