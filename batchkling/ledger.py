@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,13 +22,15 @@ import anyio
 import anyio.to_thread
 
 from batchkling.errors import LedgerError, LockedError
-from batchkling.state import RunState, apply, fold
+from batchkling.state import RunState, apply, apply_at
 
 __all__ = [
     "LEDGER_NAME",
     "LOCK_NAME",
     "Ledger",
+    "LedgerFold",
     "LedgerRead",
+    "fold_ledger",
     "read_ledger",
     "utc_now",
 ]
@@ -51,50 +53,120 @@ class LedgerRead:
     valid_size: int
 
 
-def _parse(data: bytes, path: Path) -> LedgerRead:
-    events: list[dict[str, Any]] = []
-    lines = data.split(b"\n")
-    # A file that ends with "\n" splits into a last empty piece; anything else
-    # after the last newline is a line the writer never finished.
-    tail = lines.pop()
-    loads = json.loads
-    for number, raw in enumerate(lines, start=1):
-        try:
-            ev = loads(raw)
-        except ValueError:
-            ev = None
-        if not isinstance(ev, dict):
-            raise LedgerError(
-                f"{path}:{number}: not a JSON object; the ledger is damaged before its last line.",
-                line=number,
-                hint="Nothing was changed. Fix or remove that line by hand, then run again.",
-            )
-        events.append(ev)
-    valid_size = len(data) - len(tail)
-    torn: bytes | None = None
-    if tail:
-        try:
-            ev = loads(tail)
-        except ValueError:
-            ev = None
-        if isinstance(ev, dict):
-            # The whole object made it to disk, only its newline did not.
-            events.append(ev)
-            valid_size = len(data)
-        else:
-            torn = tail
-    return LedgerRead(events=events, torn_tail=torn, valid_size=valid_size)
+@dataclass(frozen=True)
+class LedgerFold:
+    """A ledger folded as it is read (no list of events kept): the state and a torn tail."""
+
+    state: RunState
+    torn_tail: bytes | None
+    valid_size: int
+
+
+_CHUNK = 8 << 20
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _damaged(path: Path, number: int) -> LedgerError:
+    return LedgerError(
+        f"{path}:{number}: not a JSON object; the ledger is damaged before its last line.",
+        line=number,
+        hint="Nothing was changed. Fix or remove that line by hand, then run again.",
+    )
+
+
+def _loads_or_none(raw: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, bytes]]:
+    """(line number, parsed object or None, raw bytes) for each line, read in large chunks.
+
+    The C scanner is called once per line, without the per-call overhead of
+    ``json.loads``: a million-line ledger parses in about half the time. A last
+    line without its newline is still a line: if its JSON is whole, it is kept.
+    """
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LedgerError(f"cannot read the ledger {path}: {exc.strerror}.") from None
+    number = 0
+    rest = b""
+    with fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1 if chunk else len(data)
+            block, rest = data[:cut], data[cut:]
+            text = block.decode("utf-8", errors="surrogateescape")
+            pos, end = 0, len(text)
+            while pos < end:
+                number += 1
+                nl = text.find("\n", pos)
+                stop = end if nl < 0 else nl
+                obj: Any
+                try:
+                    obj, after = _scan(text, pos)
+                except (StopIteration, ValueError):
+                    obj, after = None, -1
+                raw = b""
+                if after != stop or obj.__class__ is not dict:
+                    # Slow path: spaces around the object, or a damaged line.
+                    raw = text[pos:stop].encode("utf-8", errors="surrogateescape")
+                    obj = _loads_or_none(raw)
+                yield number, obj, raw
+                pos = stop + 1
+            if not chunk:
+                return
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def fold_ledger(path: Path) -> LedgerFold:
+    """Read and fold a ledger in one pass, without a lock and without changing it.
+
+    A last line that is not JSON (an interrupted write) comes back as ``torn_tail``;
+    a bad line anywhere else is a ``LedgerError`` naming it.
+    """
+    st = RunState()
+    torn: tuple[int, bytes] | None = None
+    total = 0
+    for number, obj, raw in _lines(path):
+        if torn is not None:
+            raise _damaged(path, torn[0])
+        if obj is None:
+            torn = (number, raw)
+            continue
+        apply_at(st, obj, number)
+        total += 1
+    st.events = total
+    tail = torn[1] if torn is not None else None
+    return LedgerFold(state=st, torn_tail=tail, valid_size=_size(path) - len(tail or b""))
 
 
 def read_ledger(path: Path) -> LedgerRead:
-    """Read a ledger without a lock and without changing it (for ``status`` and reports)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return LedgerRead(events=[], torn_tail=None, valid_size=0)
-    except OSError as exc:
-        raise LedgerError(f"cannot read the ledger {path}: {exc.strerror}.") from None
-    return _parse(data, path)
+    """Read a ledger's events without a lock and without changing it."""
+    events: list[dict[str, Any]] = []
+    torn: tuple[int, bytes] | None = None
+    for number, obj, raw in _lines(path):
+        if torn is not None:
+            raise _damaged(path, torn[0])
+        if obj is None:
+            torn = (number, raw)
+            continue
+        events.append(obj)
+    tail = torn[1] if torn is not None else None
+    return LedgerRead(events=events, torn_tail=tail, valid_size=_size(path) - len(tail or b""))
 
 
 class Ledger:
@@ -156,7 +228,7 @@ class Ledger:
         self._lock_fd = fd
 
     def _load(self) -> None:
-        read = read_ledger(self.path)
+        read = fold_ledger(self.path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         if read.torn_tail is not None:
             self.warnings.append(
@@ -168,7 +240,7 @@ class Ledger:
         size = os.fstat(self._fd).st_size
         if size and not self._ends_with_newline():
             os.write(self._fd, b"\n")
-        self.state = fold(read.events)
+        self.state = read.state
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as fh:

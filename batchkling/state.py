@@ -24,7 +24,7 @@ Events (each a JSON object with ``ts``, ``event`` and ``job``; see
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "JobRecord",
     "RunState",
     "apply",
+    "apply_at",
     "fold",
 ]
 
@@ -64,7 +65,7 @@ ATTEMPT_OUTCOMES = ("sending", "created", "refused", "in_doubt", "not_created")
 _CHARGED = frozenset({"sending", "created", "in_doubt"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     """One create of a job: its price, its request fingerprint and what became of it."""
 
@@ -81,7 +82,7 @@ class Attempt:
         return self.outcome in _CHARGED
 
 
-@dataclass
+@dataclass(slots=True)
 class JobRecord:
     """Everything the ledger says about one job."""
 
@@ -121,11 +122,13 @@ class RunState:
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0
+    # Kept current by every event, so the runner's budget check is O(1).
+    committed: int = 0
 
     @property
     def credits_committed(self) -> int:
         """Credits committed by every attempt in the ledger, jobs no longer in the manifest too."""
-        return sum(rec.credits for rec in self.jobs.values())
+        return self.committed
 
     def record(self, job: str) -> JobRecord:
         """The record of ``job``; a job the ledger never mentioned is pending."""
@@ -153,96 +156,158 @@ def _req(ev: Mapping[str, Any], key: str, line: int | None) -> Any:
         raise _bad(line, f"event {ev.get('event')!r} lacks {key!r}") from None
 
 
-def _apply(st: RunState, ev: Mapping[str, Any], line: int | None) -> None:
-    kind = ev.get("event")
-    ts = ev.get("ts")
-    if not isinstance(kind, str) or kind not in EVENTS or not isinstance(ts, str):
-        raise _bad(line, f"unknown or malformed event {kind!r}")
-    if kind == "header":
-        st.header = ev
-        return
-    if kind in ("run_started", "run_ended"):
-        if kind == "run_started":
-            st.runs.append({"started": ts, "ended": None, "api_calls": 0, "exit_status": None})
-        elif st.runs:
-            st.runs[-1].update(
-                ended=ts, api_calls=ev.get("api_calls", 0), exit_status=ev.get("exit_status")
-            )
-        return
-    name = _req(ev, "job", line)
-    if not isinstance(name, str):
-        raise _bad(line, "job must be a string")
-    rec = st.jobs.get(name)
-    if rec is None:
-        rec = st.jobs[name] = JobRecord(job=name)
-    last = rec.attempts[-1] if rec.attempts else None
+def _intent(st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None) -> None:
+    credits = int(_req(ev, "credits", line))
+    rec.attempts.append(Attempt(credits, str(_req(ev, "fingerprint", line)), ts))
+    st.committed += credits
+    # Until the answer is recorded, the create may have been sent and charged.
+    rec.state = JobState.IN_DOUBT
+    rec.task_id = rec.error = rec.output = rec.sha256 = rec.bytes = rec.skip_reason = None
+    rec.output_urls = ()
 
-    if kind == "intent":
-        rec.attempts.append(
-            Attempt(
-                credits=int(_req(ev, "credits", line)),
-                fingerprint=str(_req(ev, "fingerprint", line)),
-                intent_ts=ts,
-            )
-        )
-        # Until the answer is recorded, the create may have been sent and charged.
-        rec.state = JobState.IN_DOUBT
-        rec.task_id = None
-        rec.error = None
-        rec.output = rec.sha256 = None
-        rec.bytes = None
-        rec.output_urls = ()
-        rec.skip_reason = None
-        return
-    if kind == "skipped":
-        rec.state = JobState.SKIPPED
-        rec.skip_reason = ev.get("reason")
-        return
 
-    if kind in ("created", "create_failed", "in_doubt", "reconciled", "not_created"):
-        if last is None:
-            raise _bad(line, f"{kind!r} for job {name!r} with no intent before it")
-        last.ended_ts = last.ended_ts if kind in ("reconciled", "not_created") else ts
-        if kind in ("created", "reconciled"):
-            last.outcome = "created"
-            last.task_id = rec.task_id = str(_req(ev, "task_id", line))
-            rec.state = JobState.RUNNING
-            rec.created_ts = ts if kind == "created" else last.intent_ts
-            rec.error = None
-        elif kind == "create_failed":
-            last.outcome = "refused"
-            rec.error = ev.get("error")
-            rec.state = JobState.FAILED if ev.get("permanent") else JobState.PENDING
-        elif kind == "in_doubt":
-            last.outcome = "in_doubt"
-            rec.error = ev.get("error")
-            rec.state = JobState.IN_DOUBT
-        else:  # not_created
-            last.outcome = "not_created"
-            rec.error = None
-            rec.state = JobState.PENDING
-        return
+def _last(rec: JobRecord, kind: str, line: int | None) -> Attempt:
+    if not rec.attempts:
+        raise _bad(line, f"{kind!r} for job {rec.job!r} with no intent before it")
+    return rec.attempts[-1]
 
-    # Task events: completed, failed, downloaded.
+
+def _set_outcome(st: RunState, attempt: Attempt, outcome: str) -> None:
+    # Keep the running total equal to the sum over charged attempts, whatever the order.
+    st.committed += attempt.credits * ((outcome in _CHARGED) - (attempt.outcome in _CHARGED))
+    attempt.outcome = outcome
+
+
+def _created(
+    st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
+) -> None:
+    last = _last(rec, "created", line)
+    last.ended_ts = ts
+    _set_outcome(st, last, "created")
+    last.task_id = rec.task_id = str(_req(ev, "task_id", line))
+    rec.state = JobState.RUNNING
+    rec.created_ts = ts
+    rec.error = None
+
+
+def _reconciled(
+    st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
+) -> None:
+    last = _last(rec, "reconciled", line)
+    _set_outcome(st, last, "created")
+    last.task_id = rec.task_id = str(_req(ev, "task_id", line))
+    rec.state = JobState.RUNNING
+    rec.created_ts = last.intent_ts
+    rec.error = None
+
+
+def _create_failed(
+    st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
+) -> None:
+    last = _last(rec, "create_failed", line)
+    last.ended_ts = ts
+    _set_outcome(st, last, "refused")
+    rec.error = ev.get("error")
+    rec.state = JobState.FAILED if ev.get("permanent") else JobState.PENDING
+
+
+def _in_doubt(
+    st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
+) -> None:
+    last = _last(rec, "in_doubt", line)
+    last.ended_ts = ts
+    _set_outcome(st, last, "in_doubt")
+    rec.error = ev.get("error")
+    rec.state = JobState.IN_DOUBT
+
+
+def _not_created(
+    st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
+) -> None:
+    _set_outcome(st, _last(rec, "not_created", line), "not_created")
+    rec.error = None
+    rec.state = JobState.PENDING
+
+
+def _skipped(
+    st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
+) -> None:
+    rec.state = JobState.SKIPPED
+    rec.skip_reason = ev.get("reason")
+
+
+def _current(rec: JobRecord, ev: Mapping[str, Any]) -> bool:
+    # An answer about an older task of a resubmitted job keeps its money in the
+    # attempts but does not change the job's current state.
     task_id = ev.get("task_id")
-    if task_id is not None and task_id != rec.task_id:
-        # An answer about an older task of this job (resubmitted since): keep the
-        # money accounting, ignore it for the job's current state.
-        return
-    if kind == "completed":
+    return task_id is None or task_id == rec.task_id
+
+
+def _completed(
+    st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
+) -> None:
+    if _current(rec, ev):
         rec.state = JobState.COMPLETED
         rec.output_urls = tuple(ev.get("output_urls") or ())
         rec.finished_ts = ts
-    elif kind == "failed":
+
+
+def _failed(st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None) -> None:
+    if _current(rec, ev):
         rec.state = JobState.FAILED
         rec.error = ev.get("error")
         rec.finished_ts = ts
-    else:  # downloaded
+
+
+def _downloaded(
+    st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
+) -> None:
+    if _current(rec, ev):
         rec.state = JobState.DONE
         rec.output = str(_req(ev, "path", line))
         rec.bytes = int(_req(ev, "bytes", line))
         rec.sha256 = str(_req(ev, "sha256", line))
         rec.finished_ts = rec.finished_ts or ts
+
+
+_JOB_EVENTS: dict[str, Callable[[RunState, JobRecord, Mapping[str, Any], str, int | None], None]]
+_JOB_EVENTS = {
+    "intent": _intent,
+    "created": _created,
+    "reconciled": _reconciled,
+    "create_failed": _create_failed,
+    "in_doubt": _in_doubt,
+    "not_created": _not_created,
+    "skipped": _skipped,
+    "completed": _completed,
+    "failed": _failed,
+    "downloaded": _downloaded,
+}
+
+
+def _apply(st: RunState, ev: Mapping[str, Any], line: int | None) -> None:
+    kind = ev.get("event")
+    ts = ev.get("ts")
+    handler = _JOB_EVENTS.get(kind) if isinstance(kind, str) else None
+    if handler is not None and ts.__class__ is str:
+        name = ev.get("job")
+        if name.__class__ is not str:
+            raise _bad(line, f"event {kind!r} needs a job name")
+        rec = st.jobs.get(name)
+        if rec is None:
+            rec = st.jobs[name] = JobRecord(job=name)
+        handler(st, rec, ev, ts, line)
+        return
+    if not isinstance(ts, str) or kind not in EVENTS:
+        raise _bad(line, f"unknown or malformed event {kind!r}")
+    if kind == "header":
+        st.header = ev
+    elif kind == "run_started":
+        st.runs.append({"started": ts, "ended": None, "api_calls": 0, "exit_status": None})
+    elif st.runs:  # run_ended
+        st.runs[-1].update(
+            ended=ts, api_calls=ev.get("api_calls", 0), exit_status=ev.get("exit_status")
+        )
 
 
 def fold(events: Iterable[Mapping[str, Any]], *, first_line: int = 1) -> RunState:
@@ -256,6 +321,11 @@ def fold(events: Iterable[Mapping[str, Any]], *, first_line: int = 1) -> RunStat
         _apply(st, ev, first_line + n - 1)
     st.events = n
     return st
+
+
+def apply_at(st: RunState, ev: Mapping[str, Any], line: int) -> None:
+    """Apply one event read from ``line`` of a ledger (errors name the line)."""
+    _apply(st, ev, line)
 
 
 def apply(st: RunState, ev: Mapping[str, Any]) -> None:

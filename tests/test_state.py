@@ -159,5 +159,6 @@ def test_any_prefix_folds_consistently(steps: list[str]) -> None:
         s = fold(events[:cut])
         intents = sum(1 for e in events[:cut] if e["event"] == "intent")
         assert 0 <= s.credits_committed <= 1000 * intents
+        assert s.credits_committed == sum(r.credits for r in s.jobs.values())
         if cut and events[cut - 1]["event"] == "intent":
             assert s.state_of("a") is JobState.IN_DOUBT
