@@ -1,0 +1,353 @@
+"""Manifests: from a YAML or CSV file to a validated ``Manifest`` of normalised shots.
+
+``load_manifest`` reads the file; everything after that is ``build_manifest``,
+pure over the file's bytes. Every problem is collected in one pass and raised
+together as a ``ManifestError``; each names its file, line, shot and field.
+
+The order of checks for each shot: the JSON Schema (``schemas/shot.schema.json``)
+on the shot merged over the defaults, then normalisation the way the API reads
+the request (duration parsed and clamped, URLs resolved against
+``image_base_url``), then the checks across shots (ids unique ignoring case).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from itertools import chain
+from typing import Any
+
+from batchkling.errors import ManifestError, Problem
+from batchkling.manifest_csv import read_csv
+from batchkling.manifest_rules import (
+    SHOT_FIELDS,
+    RawDocument,
+    RawShot,
+    RelativeURLError,
+    clamp_duration,
+    convert_text,
+    defaults_validator,
+    normalise_base_url,
+    parse_duration,
+    problems_from_errors,
+    resolve_url,
+    shot_validator,
+    top_validator,
+)
+from batchkling.manifest_yaml import read_yaml
+from batchkling.model import (
+    DEFAULT_DURATION,
+    DEFAULT_MODE,
+    DEFAULT_MULTI_SHOT,
+    DEFAULT_TAKES,
+    Manifest,
+    Shot,
+)
+
+__all__ = ["SHOT_FIELDS", "build_manifest", "convert_text", "is_csv", "load_manifest"]
+
+_URL_FIELDS = ("image", "tail_image_url")
+
+
+def is_csv(path: str | os.PathLike[str]) -> bool:
+    """Whether a manifest file is read as CSV (by its ``.csv`` suffix) rather than YAML."""
+    return os.fspath(path).lower().endswith(".csv")
+
+
+def load_manifest(
+    path: str | os.PathLike[str],
+    *,
+    budget: int | None = None,
+    image_base_url: str | None = None,
+    defaults: Mapping[str, object] | None = None,
+    strict: bool = False,
+) -> Manifest:
+    """Read, validate and normalise a manifest file; raise ``ManifestError`` with every problem.
+
+    ``budget``, ``image_base_url`` and ``defaults`` override the file's own
+    values. With ``strict``, every warning is an error.
+    """
+    file = os.fspath(path)
+    try:
+        with open(file, "rb") as stream:
+            data = stream.read()
+    except FileNotFoundError:
+        raise _one(file, "no such file") from None
+    except IsADirectoryError:
+        raise _one(file, "is a directory, not a manifest file") from None
+    except OSError as exc:
+        raise _one(file, f"cannot be read: {exc.strerror or exc}") from None
+    return build_manifest(
+        data,
+        file=file,
+        path=os.path.abspath(file),
+        csv=is_csv(file),
+        budget=budget,
+        image_base_url=image_base_url,
+        defaults=defaults,
+        strict=strict,
+    )
+
+
+def _one(file: str, message: str, line: int | None = None) -> ManifestError:
+    return ManifestError([Problem(file, line, None, None, message)])
+
+
+def build_manifest(
+    data: bytes,
+    *,
+    file: str,
+    path: str | None = None,
+    csv: bool = False,
+    budget: int | None = None,
+    image_base_url: str | None = None,
+    defaults: Mapping[str, object] | None = None,
+    strict: bool = False,
+) -> Manifest:
+    """The manifest held by ``data`` (the bytes of ``file``), as ``load_manifest`` returns it."""
+    if not data.strip():
+        raise _one(file, "the file is empty" if not data else "the file holds only blank space")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        raise _one(
+            file, f"is not UTF-8 text (byte 0x{byte} cannot be read); save it as UTF-8", line
+        ) from None
+    if csv:
+        doc = read_csv(text.removeprefix("\ufeff"), file, defaults or {})
+    else:
+        del text  # libyaml reads the bytes itself
+        doc = read_yaml(data, file)
+    if doc.fatal:
+        raise ManifestError(_ordered(doc.problems))
+    builder = _Builder(file, doc)
+    builder.settings(budget, image_base_url, defaults)
+    shots = builder.shots(doc.shots or [])
+    problems, warnings = builder.problems, builder.warnings
+    if strict:
+        problems = problems + [replace(w, warning=False) for w in warnings]
+        warnings = []
+    if problems:
+        raise ManifestError(_ordered(problems + warnings))
+    return Manifest(
+        path=path if path is not None else file,
+        sha256=hashlib.sha256(data).hexdigest(),
+        shots=tuple(shots),
+        name=builder.name,
+        budget=builder.budget,
+        image_base_url=builder.base,
+        warnings=tuple(_ordered(warnings)),
+    )
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    # Problems are found section by section; the user reads them top to bottom.
+    return sorted(problems, key=lambda p: -1 if p.line is None else p.line)
+
+
+class _Builder:
+    """The state of one validation pass: settings in force, findings, ids seen."""
+
+    def __init__(self, file: str, doc: RawDocument) -> None:
+        self.file = file
+        self.doc = doc
+        self.problems: list[Problem] = list(doc.problems)
+        self.warnings: list[Problem] = []
+        self.name: str | None = None
+        self.budget: int | None = None
+        self.base: str | None = None
+        self.base_invalid = False  # then relative URLs are not reported again, one by one
+        self.raw_defaults: dict[str, Any] = {}
+        self.defaults: dict[str, Any] = {}
+        self.ids: dict[str, tuple[str, int | None]] = {}
+
+    def setting_line(self, path: Any) -> int | None:
+        lines = self.doc.setting_lines
+        if len(path) > 1 and path[0] == "defaults":
+            return self.doc.defaults_lines.get(path[1], lines.get("defaults"))
+        return lines.get(path[0]) if path else None
+
+    def settings(
+        self,
+        budget: int | None,
+        image_base_url: str | None,
+        defaults: Mapping[str, object] | None,
+    ) -> None:
+        """Check the top level, then settle name, budget, base URL and defaults."""
+        file, settings = self.file, self.doc.settings
+        bad_defaults: set[str] = set()
+        if settings:  # YAML; a CSV has no top level
+            errors = list(top_validator().iter_errors(settings))
+            for error in errors:
+                if len(error.path) > 1 and error.path[0] == "defaults":
+                    bad_defaults.add(str(error.path[1]))
+            self.problems += problems_from_errors(
+                errors, file=file, shot=None, line_for=self.setting_line
+            )
+        if isinstance(settings.get("name"), str):
+            self.name = settings["name"]
+        own_budget = settings.get("budget")
+        if budget is not None:
+            self.budget = budget
+            if budget < 0:
+                self.problems.append(
+                    Problem(
+                        file, None, None, "budget", f"--budget must be at least 0, not {budget}"
+                    )
+                )
+        elif isinstance(own_budget, int) and not isinstance(own_budget, bool):
+            self.budget = own_budget
+        base = image_base_url if image_base_url is not None else settings.get("image_base_url")
+        if isinstance(base, str):
+            try:
+                self.base = normalise_base_url(base)
+            except ValueError as exc:
+                self.base_invalid = True
+                from_flag = " (from --image-base-url)" if image_base_url is not None else ""
+                line = None if from_flag else self.doc.setting_lines.get("image_base_url")
+                self.problems.append(
+                    Problem(file, line, None, "image_base_url", f"{exc}{from_flag}")
+                )
+        own = settings.get("defaults")
+        raw = {
+            k: v for k, v in (own.items() if isinstance(own, dict) else ()) if k not in bad_defaults
+        }
+        if defaults:
+            errors = list(defaults_validator().iter_errors(dict(defaults)))
+            bad = {str(e.path[0]) for e in errors if e.path}
+            self.problems += problems_from_errors(
+                errors,
+                file=file,
+                shot=None,
+                line_for=lambda p: None,
+                prefix=("defaults",),
+                suffix=" (from --default)",
+            )
+            raw.update((k, v) for k, v in defaults.items() if k not in bad)
+        self.raw_defaults = {k: v for k, v in raw.items() if k in SHOT_FIELDS and k != "id"}
+        lines = self.doc.defaults_lines
+        self.defaults = self.normalise(self.raw_defaults, None, lines, None, "defaults.")
+
+    def normalise(
+        self,
+        fields: dict[str, Any],
+        shot: str | None,
+        lines: Mapping[str, int],
+        line: int | None,
+        prefix: str = "",
+    ) -> dict[str, Any]:
+        """The fields that normalisation changes: duration parsed and clamped, URLs resolved.
+
+        A field that cannot be normalised is left out and reported.
+        """
+        out: dict[str, Any] = {}
+        if "duration" in fields:
+            at = lines.get("duration", line)
+            try:
+                duration, warning = clamp_duration(parse_duration(fields["duration"]))
+                out["duration"] = duration
+                if warning is not None:
+                    self.warnings.append(
+                        Problem(self.file, at, shot, prefix + "duration", warning, warning=True)
+                    )
+            except ValueError as exc:
+                self.problems.append(Problem(self.file, at, shot, prefix + "duration", str(exc)))
+        for name in _URL_FIELDS:
+            if name in fields:
+                try:
+                    out[name] = resolve_url(fields[name], self.base)
+                except RelativeURLError as exc:
+                    if not self.base_invalid:
+                        at = lines.get(name, line)
+                        self.problems.append(Problem(self.file, at, shot, prefix + name, str(exc)))
+                except ValueError as exc:
+                    at = lines.get(name, line)
+                    self.problems.append(Problem(self.file, at, shot, prefix + name, str(exc)))
+        prompt = fields.get("prompt")
+        if isinstance(prompt, str) and not prompt.strip():
+            at = lines.get("prompt", line)
+            self.problems.append(Problem(self.file, at, shot, prefix + "prompt", "is blank"))
+        return out
+
+    def shots(self, raws: list[RawShot]) -> list[Shot]:
+        """Each raw shot validated and normalised; those with a problem are left out."""
+        validate = shot_validator().iter_errors
+        raw_defaults = self.raw_defaults
+        out: list[Shot] = []
+        for index, raw in enumerate(raws):
+            fields = raw.fields
+            # The schema judges the shot as the API will see it: over its defaults.
+            merged = {**raw_defaults, **fields} if raw_defaults and type(fields) is dict else fields
+            errors = validate(merged)
+            first = next(errors, None)
+            sid = fields.get("id") if type(fields) is dict else None
+            label = sid if isinstance(sid, str) else f"#{index + 1}"
+            failed = set(raw.bad)
+            if first is not None:
+                self.shot_problems(raw, label, chain([first], errors), failed)
+            if isinstance(sid, str):
+                self.check_unique(sid, raw)
+            if first is None and not raw.bad:
+                shot = self.shot(raw, merged, sid)  # type: ignore[arg-type]
+                if shot is not None:
+                    out.append(shot)
+            elif type(fields) is dict:
+                # Still report what normalisation finds in the fields the schema passed.
+                rest = {k: v for k, v in fields.items() if k not in failed}
+                self.normalise(rest, label, raw.key_lines, raw.line)
+        if not raws and not self.doc.settings:
+            self.problems.append(
+                Problem(self.file, None, None, None, "holds no shots, only a header")
+            )
+        return out
+
+    def shot_problems(self, raw: RawShot, label: str, errors: Any, failed: set[str]) -> None:
+        key_lines, line = raw.key_lines, raw.line
+        self.problems += problems_from_errors(
+            errors,
+            file=self.file,
+            shot=label,
+            line_for=lambda path: key_lines.get(path[0], line) if path else line,
+            skip=raw.bad,
+            failed=failed,
+        )
+
+    def check_unique(self, sid: str, raw: RawShot) -> None:
+        key = sid.lower()
+        line = raw.key_lines.get("id", raw.line)
+        seen = self.ids.get(key)
+        if seen is None:
+            self.ids[key] = (sid, line)
+            return
+        first, first_line = seen
+        where = f" on line {first_line}" if first_line is not None else ""
+        message = f"duplicate id: shot {first}{where} has the same id (ids ignore case)"
+        self.problems.append(Problem(self.file, line, sid, "id", message))
+
+    def shot(self, raw: RawShot, merged: dict[str, Any], sid: str) -> Shot | None:
+        before = len(self.problems)
+        own = self.normalise(raw.fields, sid, raw.key_lines, raw.line)
+        if len(self.problems) != before:
+            return None
+        # A field this shot leaves out comes from the normalised defaults; if a
+        # default could not be normalised, that was reported once, at the default.
+        values = {**self.defaults, **own}
+        if "image" not in values or ("tail_image_url" in merged and "tail_image_url" not in values):
+            return None
+        get = merged.get
+        return Shot(
+            id=sid,
+            prompt=merged["prompt"],
+            image=values["image"],
+            duration=values.get("duration", DEFAULT_DURATION),
+            multi_shot=get("multi_shot", DEFAULT_MULTI_SHOT),
+            model_mode=get("model_mode", DEFAULT_MODE),
+            tail_image_url=values.get("tail_image_url"),
+            takes=int(get("takes", DEFAULT_TAKES)),
+            tags=tuple(get("tags", ())),
+            line=raw.line,
+        )

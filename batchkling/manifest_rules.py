@@ -1,0 +1,350 @@
+"""The rules of a manifest that are not its syntax: schema checks, durations, URLs, cells.
+
+Pure functions over values. The JSON Schemas in ``schemas/`` hold the structure;
+this module derives what it needs from them (field names and kinds, the
+duration pattern) and turns jsonschema's errors into ``Problem`` lines a user can
+act on. Both readers (YAML and CSV) produce ``RawShot`` values for it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from jsonschema import Draft202012Validator, ValidationError
+
+from batchkling.errors import Problem
+from batchkling.model import MAX_DURATION, MIN_DURATION
+from batchkling.schema_files import load_schema, validator_for
+
+__all__ = [
+    "BOOL_WORDS",
+    "MANIFEST_KEYS",
+    "SHOT_FIELDS",
+    "RawDocument",
+    "RawShot",
+    "RelativeURLError",
+    "clamp_duration",
+    "convert_text",
+    "defaults_validator",
+    "field_kind",
+    "normalise_base_url",
+    "parse_duration",
+    "problems_from_errors",
+    "resolve_url",
+    "shot_validator",
+    "top_validator",
+]
+
+_SHOT_SCHEMA = load_schema("shot.schema.json")
+_MANIFEST_SCHEMA = load_schema("manifest.schema.json")
+
+SHOT_FIELDS: tuple[str, ...] = tuple(_SHOT_SCHEMA["properties"])
+MANIFEST_KEYS: tuple[str, ...] = tuple(_MANIFEST_SCHEMA["properties"])
+BOOL_WORDS: dict[str, bool] = {
+    "true": True, "yes": True, "1": True, "false": False, "no": False, "0": False,
+}  # fmt: skip
+
+# The schema's pattern is ECMA-262; written with [0-9] and a literal space it
+# means the same in Python, so one pattern decides for the schema and the parser.
+_DURATION_RE = re.compile(_SHOT_SCHEMA["properties"]["duration"]["pattern"])
+
+
+@dataclass(frozen=True)
+class RawShot:
+    """One shot as read, before validation: its fields and where each one was written."""
+
+    fields: Any
+    line: int | None
+    key_lines: Mapping[str, int] = field(default_factory=dict)
+    bad: frozenset[str] = frozenset()  # fields whose reading already failed
+
+
+@dataclass
+class RawDocument:
+    """What a reader found: top-level settings with their lines, the shots, reading problems.
+
+    ``fatal`` means the reading stopped early (a syntax error), so no further
+    check would be meaningful.
+    """
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    setting_lines: dict[str, int] = field(default_factory=dict)
+    defaults_lines: dict[str, int] = field(default_factory=dict)
+    shots: list[RawShot] | None = None
+    problems: list[Problem] = field(default_factory=list)
+    fatal: bool = False
+
+
+@functools.cache
+def shot_validator() -> Draft202012Validator:
+    """The validator of one shot, built once."""
+    return validator_for("shot.schema.json")
+
+
+@functools.cache
+def top_validator() -> Draft202012Validator:
+    """The validator of a YAML document's top level; shots are validated one by one."""
+    schema = load_schema("manifest.schema.json")
+    del schema["properties"]["shots"]["items"]
+    return validator_for(schema)
+
+
+@functools.cache
+def defaults_validator() -> Draft202012Validator:
+    """The validator of a ``defaults`` mapping (also used for command-line defaults)."""
+    return validator_for({"$ref": _MANIFEST_SCHEMA["$id"] + "#/properties/defaults"})
+
+
+def field_kind(name: str) -> str:
+    """``boolean``, ``integer``, ``array`` or ``string``: how a text cell of this field is read."""
+    kind = _SHOT_SCHEMA["properties"][name].get("type", "string")
+    return kind if kind in ("boolean", "integer", "array") else "string"
+
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+
+
+def convert_text(name: str, text: str) -> Any:
+    """Read a text value (a CSV cell, a ``--default`` value) as the field's kind.
+
+    Raises ``ValueError`` with a message for the user when the text does not fit.
+    """
+    kind = field_kind(name)
+    if kind == "boolean":
+        try:
+            return BOOL_WORDS[text.strip().lower()]
+        except KeyError:
+            raise ValueError(
+                f"{text!r} is not a yes/no value; use true/false, yes/no or 1/0"
+            ) from None
+    if kind == "integer":
+        if not _INT_RE.fullmatch(text.strip()):
+            raise ValueError(f"{text!r} is not a whole number")
+        return int(text)
+    if kind == "array":
+        return [part.strip() for part in text.split(";") if part.strip()]
+    return text
+
+
+def parse_duration(value: Any) -> int | float:
+    """A duration as the API reads it: numbers as they are, numeric strings parsed.
+
+    Whole values come back as ``int``. Raises ``ValueError`` for anything else.
+    """
+    if isinstance(value, str):
+        if not _DURATION_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a number of seconds")
+        number: float = float(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = value
+    else:
+        raise ValueError(f"{value!r} is not a number of seconds")
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number of seconds")
+    return int(number) if float(number).is_integer() else float(number)
+
+
+def clamp_duration(duration: int | float) -> tuple[int | float, str | None]:
+    """The duration the API renders and bills, and a warning when it differs or is fractional."""
+    if duration < MIN_DURATION:
+        return MIN_DURATION, f"{duration} s is below {MIN_DURATION} s; the API clamps it to 3 s"
+    if duration > MAX_DURATION:
+        return MAX_DURATION, f"{duration} s is above {MAX_DURATION} s; the API clamps it to 15 s"
+    if isinstance(duration, float):
+        whole = math.ceil(duration)
+        return duration, f"fractional {duration} s is planned as {whole} s, the most it can cost"
+    return duration, None
+
+
+# A relative reference made only of path characters, with no dot segments, joins
+# onto a base ending in "/" (and holding no query or fragment) by concatenation:
+# exactly what urljoin returns, at a fraction of its cost.
+_SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._~%-]+"
+_PLAIN_RELATIVE = re.compile(f"{_SEGMENT}(?:/{_SEGMENT})*")
+_PLAIN_BASE = re.compile(r"[^?#]*/")
+
+
+class RelativeURLError(ValueError):
+    """A relative image URL with no ``image_base_url`` to resolve it against."""
+
+
+def normalise_base_url(value: str) -> str:
+    """``image_base_url`` as a directory: absolute http(s), ending in ``/``.
+
+    Raises ``ValueError`` with a message for the user.
+    """
+    url = resolve_url(value, None)
+    parts = urlsplit(url)
+    if not parts.path.endswith("/"):
+        url = parts._replace(path=parts.path + "/").geturl()
+    return url
+
+
+def resolve_url(value: str, base: str | None) -> str:
+    """The absolute http(s) URL a shot's image field stands for.
+
+    Relative values resolve against ``base`` (see ``normalise_base_url``).
+    Raises ``ValueError`` with a message for the user.
+    """
+    if base is not None and _PLAIN_RELATIVE.fullmatch(value) and _PLAIN_BASE.fullmatch(base):
+        return base + value
+    try:
+        scheme = urlsplit(value).scheme
+        if not scheme:
+            if base is None:
+                raise RelativeURLError(
+                    f"{value!r} is a relative URL but no image_base_url is set; "
+                    "set it in the manifest or pass --image-base-url"
+                )
+            value = urljoin(base, value)
+        parts = urlsplit(value)
+    except RelativeURLError:
+        raise
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{value!r} must be an http or https URL, not {parts.scheme}:")
+    if not parts.hostname:
+        raise ValueError(f"{value!r} has no host name")
+    return value
+
+
+# ---- jsonschema errors as Problems ----------------------------------------------------------
+
+_EXPECTED = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def _field_name(path: Sequence[Any]) -> str | None:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or None
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"unknown field; did you mean {close[0]}?"
+    return f"unknown field; known fields: {', '.join(known)}"
+
+
+def _messages(error: ValidationError) -> list[tuple[list[Any], str]]:
+    """(path, message) pairs for one error; some errors name several fields."""
+    path = list(error.path)
+    kind = error.validator
+    value: Any = error.validator_value
+    instance = error.instance
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        known = list(error.schema.get("properties", {}))
+        out = []
+        for key in instance:
+            if key in known:
+                continue
+            if key == "id" and path == ["defaults"]:
+                message = "a default id is not allowed: every shot needs its own id"
+            else:
+                message = _suggest(str(key), known)
+            out.append(([*path, key], message))
+        return out
+    if kind == "required" and isinstance(instance, dict):
+        return [([*path, k], "required field is missing") for k in value if k not in instance]
+    if kind == "type":
+        kinds = [value] if isinstance(value, str) else list(value)
+        if kinds == ["number", "string"]:
+            expected = "a number or a numeric string"
+        else:
+            expected = " or ".join(_EXPECTED.get(k, k) for k in kinds)
+        hint = ""
+        if kinds == ["string"] and (instance is None or isinstance(instance, (bool, int, float))):
+            hint = " (quote the value in YAML to keep it as text)"
+        return [(path, f"must be {expected}, not {_kind_of(instance)}{hint}")]
+    if kind == "enum":
+        allowed = ", ".join(str(v) for v in value)
+        return [(path, f"must be one of {allowed}, not {instance!r}")]
+    if kind == "const":
+        return [(path, f"must be {value!r}, not {instance!r}")]
+    if kind == "pattern":
+        if path and path[-1] == "id":
+            return [
+                (
+                    path,
+                    f"{instance!r} is not a valid id: use 1 to 64 letters, digits, '.', '_' "
+                    "or '-', starting with a letter or digit",
+                )
+            ]
+        if path and path[-1] == "duration":
+            return [(path, f"{instance!r} is not a number of seconds")]
+        return [(path, f"{instance!r} does not match {value}")]
+    if kind == "minimum":
+        return [(path, f"must be at least {value}, not {instance!r}")]
+    if kind == "maximum":
+        return [(path, f"must be at most {value}, not {instance!r}")]
+    if kind == "minLength" and value == 1:
+        return [(path, "must not be empty")]
+    if kind == "minItems" and path == ["shots"]:
+        return [(path, "must hold at least one shot")]
+    return [(path, error.message)]
+
+
+def problems_from_errors(
+    errors: Iterable[ValidationError],
+    *,
+    file: str,
+    shot: str | None,
+    line_for: Callable[[Sequence[Any]], int | None],
+    prefix: Sequence[Any] = (),
+    skip: Collection[str] = (),
+    suffix: str = "",
+    failed: set[str] | None = None,
+) -> list[Problem]:
+    """One ``Problem`` per finding, placed on the line of the field it concerns.
+
+    ``prefix`` is prepended to each error's path (``defaults``); errors about a
+    field in ``skip`` are dropped, because reading that field already failed.
+    The first element of each path found is added to ``failed``.
+    """
+    out: list[Problem] = []
+    for error in errors:
+        for path, message in _messages(error):
+            if path and path[0] in skip:
+                continue
+            if failed is not None and path:
+                failed.add(str(path[0]))
+            out.append(
+                Problem(file, line_for(path), shot, _field_name([*prefix, *path]), message + suffix)
+            )
+    return out
