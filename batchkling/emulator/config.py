@@ -1,0 +1,180 @@
+"""The emulator's settings: one frozen object holding every command-line flag.
+
+The same object is built by ``batchkling mock-server`` from its flags, by tests
+directly, and by ``POST /__emulator/config``, which replaces the live settings
+with a copy carrying the fields it names (``with_changes``). Values are checked
+here, once, so the server never runs with a setting it cannot honour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+__all__ = [
+    "CURSOR_FIELDS",
+    "DEFAULT_GEN_SECONDS",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "RUNTIME_FIELDS",
+    "EmulatorConfig",
+    "parse_range",
+]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_GEN_SECONDS = (2.0, 6.0)
+CURSOR_FIELDS = ("next_cursor", "nextCursor", "cursor")
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """``"MIN,MAX"`` (or one number for both) as two non-negative floats, MIN <= MAX."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise ValueError(f"expected MIN,MAX, got {text!r}")
+    try:
+        low, high = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"expected two numbers MIN,MAX, got {text!r}") from None
+    return _check_range((low, high), "range")
+
+
+def _check_range(value: tuple[float, float], name: str) -> tuple[float, float]:
+    low, high = value
+    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high < low:
+        raise ValueError(f"{name} must be two numbers 0 <= MIN <= MAX, got {low},{high}")
+    return (float(low), float(high))
+
+
+def _check_rate(value: float, name: str) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability from 0 to 1, got {value}")
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Every setting of the emulator; the defaults are a well-behaved server."""
+
+    # Accounts and billing.
+    api_keys: tuple[str, ...] = ()  # empty: any non-empty key is accepted
+    balance: float | None = None  # credits per key; None is unlimited
+    refund_failed: bool = False
+    no_membership: bool = False
+    # Generation.
+    gen_seconds: tuple[float, float] = DEFAULT_GEN_SECONDS
+    seed: int | None = None
+    fail_rate: float = 0.0
+    # Variants the API reference leaves open.
+    errors_as_http: bool = False
+    failed_status: int = -1
+    extra_status: int | None = None
+    cursor_field: str = "next_cursor"
+    download_content_type: str = "video/mp4"
+    # Limits.
+    rate_limit: int | None = None  # requests per second per key
+    retry_after: bool = True  # send Retry-After with every 429
+    max_running: int | None = None  # tasks per key generating at once
+    max_running_code: int | None = None  # None: HTTP 429; else success:false with this code
+    # Faults.
+    error_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    latency: tuple[float, float] = (0.0, 0.0)
+    download_fail_rate: float = 0.0
+    output_url_ttl: float | None = None
+    usage_lag: float = 0.0
+    # Persistence.
+    state_file: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gen_seconds", _check_range(self.gen_seconds, "gen_seconds"))
+        object.__setattr__(self, "latency", _check_range(self.latency, "latency"))
+        object.__setattr__(self, "api_keys", tuple(self.api_keys))
+        for name in ("fail_rate", "error_rate", "lost_response_rate", "download_fail_rate"):
+            _check_rate(getattr(self, name), name)
+        if any(not k for k in self.api_keys):
+            raise ValueError("api_keys must not contain an empty key")
+        if self.balance is not None and self.balance < 0:
+            raise ValueError(f"balance must be >= 0, got {self.balance}")
+        if self.rate_limit is not None and self.rate_limit < 1:
+            raise ValueError(f"rate_limit must be >= 1 request per second, got {self.rate_limit}")
+        if self.max_running is not None and self.max_running < 1:
+            raise ValueError(f"max_running must be >= 1, got {self.max_running}")
+        if self.output_url_ttl is not None and self.output_url_ttl <= 0:
+            raise ValueError(f"output_url_ttl must be > 0 seconds, got {self.output_url_ttl}")
+        if self.usage_lag < 0:
+            raise ValueError(f"usage_lag must be >= 0 seconds, got {self.usage_lag}")
+        if self.cursor_field not in CURSOR_FIELDS:
+            raise ValueError(f"cursor_field must be one of {', '.join(CURSOR_FIELDS)}")
+        if self.failed_status == 1 or self.extra_status in (1, self.failed_status):
+            raise ValueError("failed_status and extra_status must differ from 1 and each other")
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as a JSON object (what ``GET /__emulator/config`` answers)."""
+        out = asdict(self)
+        for name in ("api_keys", "gen_seconds", "latency"):
+            out[name] = list(out[name])
+        return out
+
+    def with_changes(self, changes: Mapping[str, Any]) -> EmulatorConfig:
+        """A copy with ``changes`` (JSON values) applied; ValueError names a bad field."""
+        unknown = sorted(set(changes) - RUNTIME_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"cannot change {', '.join(unknown)} at run time; "
+                f"settable: {', '.join(sorted(RUNTIME_FIELDS))}"
+            )
+        coerced = {name: _coerce(name, value) for name, value in changes.items()}
+        return replace(self, **coerced)
+
+
+_KINDS: dict[str, str] = {f.name: str(f.type) for f in fields(EmulatorConfig)}
+
+# `seed` only matters when the generators are built, `state_file` when the
+# server starts, and a balance is per key (POST /__emulator/balance sets one).
+RUNTIME_FIELDS = frozenset(_KINDS) - {"seed", "state_file", "balance"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """One JSON value as the type the field declares."""
+    kind = _KINDS[name]
+    optional = kind.endswith("| None")
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{name} cannot be null")
+    base = kind.removesuffix(" | None")
+    if base == "tuple[float, float]":
+        if isinstance(value, str):
+            return parse_range(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return (float(value), float(value))
+        if isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value):
+            return (float(value[0]), float(value[1]))
+        raise ValueError(f'{name} must be [MIN, MAX] or "MIN,MAX"')
+    if base == "tuple[str, ...]":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ValueError(f"{name} must be a list of strings")
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be true or false")
+    if base == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be an integer")
+    if base == "float":
+        if _is_number(value):
+            return float(value)
+        raise ValueError(f"{name} must be a number")
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"{name} must be a string")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
