@@ -81,7 +81,7 @@ background:#e4e4e0}
 .noimg{display:flex;align-items:center;justify-content:center;color:var(--dim);font-size:12px}
 figcaption{font-size:11px;color:var(--dim)}
 .prompt{margin:0;white-space:pre-wrap;overflow-wrap:anywhere}
-.takes{display:flex;flex-wrap:wrap;gap:12px;margin-top:10px}
+.takes{display:flex;flex-wrap:wrap;align-items:flex-start;gap:12px;margin-top:10px}
 .card{width:300px;border:1px solid var(--line);border-left:6px solid var(--st);border-radius:6px;
 padding:8px 10px;display:flex;flex-direction:column;gap:6px}
 .card header{display:flex;justify-content:space-between;gap:8px}
