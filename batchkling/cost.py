@@ -150,7 +150,10 @@ def fit_hint(cost: CostPlan) -> str | None:
         return None
     raise_budget = f"or raise the budget to {cost.total:,} credits"
     if len(fit.leave_out) == len(cost.rows):
-        return f"The budget pays for no job at all: {raise_budget}."
+        return (
+            f"No job fits a budget of {cost.budget:,} credits; raise it to {cost.total:,} "
+            "credits to render every job."
+        )
     parts = []
     if fit.to_standard:
         pro_jobs = sum(1 for r in cost.rows if r.mode == "pro")

@@ -9,6 +9,7 @@ unknown column, a cell beyond the header, an unterminated quote) is a problem.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 from collections.abc import Callable, Collection
 from typing import Any
@@ -120,7 +121,9 @@ def _header(
     for raw in header:
         name = raw.strip().lower()
         if name and name not in SHOT_FIELDS:
-            message = f"unknown column {raw.strip()!r}; known columns: {', '.join(SHOT_FIELDS)}"
+            close = difflib.get_close_matches(name, SHOT_FIELDS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(SHOT_FIELDS)}"
+            message = f"unknown column {raw.strip()!r}; {hint}"
             problems.append(Problem(file, line, None, None, message))
         elif name in seen:
             problems.append(Problem(file, line, None, None, f"column {name!r} appears twice"))

@@ -63,7 +63,7 @@ class RawShot:
     fields: Any
     line: int | None
     key_lines: Mapping[str, int] = field(default_factory=dict)
-    bad: frozenset[str] = frozenset()  # fields whose reading already failed
+    bad: frozenset[str] = frozenset()  # fields whose reading failed; "" for the whole value
 
 
 @dataclass
@@ -334,14 +334,20 @@ def problems_from_errors(
     """One ``Problem`` per finding, placed on the line of the field it concerns.
 
     ``prefix`` is prepended to each error's path (``defaults``); errors about a
-    field in ``skip`` are dropped, because reading that field already failed.
+    field in ``skip`` are dropped, because reading that field already failed
+    (``""`` in ``skip`` stands for the whole value).
     The first element of each path found is added to ``failed``.
     """
     out: list[Problem] = []
+    seen: set[tuple[tuple[Any, ...], str]] = set()
     for error in errors:
         for path, message in _messages(error):
-            if path and path[0] in skip:
+            if (path[0] if path else "") in skip:
                 continue
+            # jsonschema yields one `required` error per missing field, each naming all.
+            if (tuple(path), message) in seen:
+                continue
+            seen.add((tuple(path), message))
             if failed is not None and path:
                 failed.add(str(path[0]))
             out.append(

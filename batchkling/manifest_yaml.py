@@ -241,7 +241,10 @@ class _Reader:
                     self.name_field(before, label, shot=True)
                 out.append(RawShot(fields, line, lines, bad))
             else:
-                out.append(RawShot(self.value(event), line))
+                before = len(self.problems)
+                value = self.value(event)
+                bad = frozenset(("",)) if len(self.problems) != before else frozenset()
+                out.append(RawShot(value, line, {}, bad))
 
     def defaults(self, start: Event) -> Any:
         """The ``defaults`` mapping, keeping the line of each of its keys."""
