@@ -198,16 +198,18 @@ class MockServerProcess:
     def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
         self.proc = proc
         self.url = url
+        self.stderr = ""  # what it wrote to stderr, once stopped
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
         """Send ``sig`` and wait; returns the exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            self.proc.communicate(timeout=timeout)
+            _, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.communicate()
+            _, err = self.proc.communicate()
+        self.stderr += err or ""
         return self.proc.returncode
 
 
