@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from batchkling.cli import main
 from batchkling.images import copy_name
@@ -122,7 +123,7 @@ def _parse(page: str) -> _Tags:
 
 def test_run_spans_measure_a_killed_run_to_its_last_event() -> None:
     """A run without run_ended lasts until the last event before the next run started."""
-    runs = [
+    runs: list[dict[str, Any]] = [
         {"started": "2026-01-01T00:00:00Z", "ended": None, "api_calls": 0, "exit_status": None},
         {
             "started": "2026-01-01T01:00:00Z",
@@ -145,7 +146,7 @@ def test_run_spans_measure_a_killed_run_to_its_last_event() -> None:
 
 def test_last_budget_is_the_latest_run_started_budget() -> None:
     """The budget shown without --budget is the one the last run was held to."""
-    events = [
+    events: list[dict[str, Any]] = [
         {"event": "run_started", "budget": 100},
         {"event": "run_ended"},
         {"event": "run_started", "budget": 250},
@@ -238,8 +239,9 @@ def test_json_report_matches_its_schema(run: RunDir) -> None:
 
 
 def test_report_schema_describes_every_field() -> None:
-    """Every property in the report schema carries a description."""
+    """The report schema is valid 2020-12 and every property in it carries a description."""
     schema = load_schema("report.schema.json")
+    Draft202012Validator.check_schema(schema)
     missing: list[str] = []
 
     def walk(node: Any, where: str) -> None:
@@ -338,7 +340,7 @@ def test_videos_and_thumbnails_link_relative_to_the_report(run: RunDir) -> None:
     page = _html(run)
     parsed = _parse(page)
     base = run.run_dir
-    videos = {a["src"]: a for a in parsed.find("video")}
+    videos = {a["src"] or "": a for a in parsed.find("video")}
     assert set(videos) == {"videos/opening.mp4", "videos/takes%231.mp4"}
     for src, attrs in videos.items():
         assert (base / urllib.parse.unquote(src)).is_file()
@@ -484,3 +486,32 @@ def test_a_job_the_manifest_no_longer_has_gets_its_own_card(run: RunDir) -> None
     assert order[-1] == "inject"
     assert "in the ledger, not in the manifest" in page
     assert rows[-1].state is JobState.FAILED
+
+
+def test_report_of_a_manifest_never_run_lists_every_job_pending(tmp_path: Path) -> None:
+    """Before any run, the storyboard shows every job pending, written where runs will go."""
+    manifest = tmp_path / "fresh.yaml"
+    manifest.write_text(
+        "version: 1\nshots:\n  - id: a\n    prompt: p\n    image: https://i.invalid/a.png\n",
+        encoding="utf-8",
+    )
+    status, out, err = _cli("report", str(manifest))
+    assert status == 0, err
+    written = Path(out.strip())
+    assert written == tmp_path / "fresh.run" / "report.html"
+    assert written.stat().st_mode & 0o777 == 0o644
+    page = written.read_text(encoding="utf-8")
+    assert "<h1>fresh</h1>" in page
+    assert {a["data-job"]: a["data-state"] for a in _parse(page).find("article")} == {
+        "a": "pending"
+    }
+    assert not (tmp_path / "fresh.run" / LEDGER_NAME).exists()
+
+
+def test_a_manifest_changed_since_the_run_is_flagged(run: RunDir) -> None:
+    """Prompts shown may differ from what was sent: the report says so on stderr."""
+    with run.manifest_path.open("a", encoding="utf-8") as fh:
+        fh.write("# edited after the run\n")
+    status, _, err = _cli("report", str(run.manifest_path))
+    assert status == 0, err
+    assert "changed since the last run" in err
