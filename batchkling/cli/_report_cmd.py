@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--budget",
         type=parse_budget,
         metavar="N",
-        help="credit cap to compare against (overrides the manifest's budget)",
+        help="credit cap to compare against (default: the budget of the last run, "
+        "else the manifest's)",
     )
     p.add_argument(
         "--image-base-url",
