@@ -49,8 +49,9 @@ class _ParserExit(Exception):
         self.status = status
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
-         err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Run one command and return its exit status; never raises a BatchklingError."""
     io = IO(out=out or sys.stdout, err=err or sys.stderr)
     parser = _build_parser()
@@ -67,6 +68,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
     except BatchklingError as exc:
         print(f"batchkling: error: {exc}", file=io.err)
         return exc.exit_code
+    except KeyboardInterrupt:
+        # Every ledger write is whole or cut off on the next open: nothing to clean up.
+        print("batchkling: interrupted. Run the same command again to resume.", file=io.err)
+        return 130
 
 
 def console_main() -> None:

@@ -1,12 +1,537 @@
-"""Subcommands: filled in by their issue."""
+"""`batchkling run` and `batchkling status`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import anyio
+
+from batchkling import __version__
+from batchkling.api import RequestGate, SjinnClient, make_http_client
+from batchkling.cli import IO
+from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
+from batchkling.cli._progress import ProgressPrinter
+from batchkling.errors import AccountError, LedgerError, PreflightError, UsageError
+from batchkling.ledger import LEDGER_NAME, Ledger, fold_ledger
+from batchkling.model import DEFAULT_CONCURRENCY, JobState, Manifest
+from batchkling.preflight import check_account, check_manifest_images
+from batchkling.reconcile import DEFAULT_SETTLE
+from batchkling.reconciler import ReconcileOutcome, reconcile_ledger
+from batchkling.runner import (
+    DEFAULT_POLL_MAX,
+    DEFAULT_POLL_MIN,
+    DEFAULT_TASK_TIMEOUT,
+    Runner,
+    RunOptions,
+    RunResult,
+)
+from batchkling.schedule import parse_rate
+from batchkling.selection import Selection, select_work
+from batchkling.status import default_run_dir, intact_videos, job_rows, status_json
 
 __all__ = ["register"]
 
+EXIT_OK, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 130
+DEFAULT_API_BASE = "https://sjinn.ai"
+
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add this module's subcommands to the parser."""
+    """Add `run` and `status`."""
+    p = sub.add_parser(
+        "run",
+        help="render every job of a manifest (running it again resumes)",
+        description="Submit, poll and download every job of MANIFEST, recording each step in "
+        "the run directory's ledger. Running the same command again resumes.",
+    )
+    add_manifest_options(p)
+    add_run_dir_option(p)
+    add_api_options(p)
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="submit the jobs that fit the budget in manifest order, skip the rest",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"jobs in flight at once (default {DEFAULT_CONCURRENCY})",
+    )
+    p.add_argument(
+        "--rate",
+        default="2/s",
+        help="API requests per second or minute: N/s, N/min or N (default 2/s)",
+    )
+    p.add_argument("--no-wait", action="store_true", help="submit and exit; a later run collects")
+    p.add_argument("--no-download", action="store_true", help="stop at completed")
+    p.add_argument("--retry-failed", action="store_true", help="resubmit jobs whose task failed")
+    p.add_argument(
+        "--resubmit-in-doubt",
+        action="store_true",
+        help="resubmit jobs whose create outcome is unknown (may pay twice)",
+    )
+    p.add_argument(
+        "--rerender-changed",
+        action="store_true",
+        help="resubmit jobs whose manifest entry changed since they were sent",
+    )
+    p.add_argument(
+        "--poll-interval",
+        default=f"{DEFAULT_POLL_MIN:g},{DEFAULT_POLL_MAX:g}",
+        metavar="MIN[,MAX]",
+        help="bounds of the delay between polls of a task, seconds",
+    )
+    p.add_argument(
+        "--task-timeout",
+        type=float,
+        default=DEFAULT_TASK_TIMEOUT,
+        metavar="S",
+        help="how long this run waits for one task (default 1800)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--skip-preflight",
+        action="store_true",
+        help="do not check the account and the images before sending creates",
+    )
+    p.add_argument(
+        "--usage-settle",
+        type=float,
+        default=DEFAULT_SETTLE,
+        metavar="S",
+        help="how old an in-doubt create must be before the credits usage is trusted "
+        f"to show it (default {DEFAULT_SETTLE:g})",
+    )
+    p.set_defaults(handler=cmd_run)
+
+    s = sub.add_parser("status", help="show the state of every job of a run (no network)")
+    s.add_argument("manifest", nargs="?", metavar="MANIFEST")
+    add_run_dir_option(s)
+    s.add_argument("--json", action="store_true", help="print one JSON document")
+    s.set_defaults(handler=cmd_status)
+
+
+def add_run_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        metavar="DIR",
+        help="run directory (default: <manifest dir>/<manifest stem>.run/)",
+    )
+
+
+def add_api_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--api-base",
+        metavar="URL",
+        help=f"API base URL (default: $SJINN_API_BASE, else {DEFAULT_API_BASE})",
+    )
+    p.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="PATH",
+        help="read the API key from this file (default: $SJINN_API_KEY)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def api_key_from(args: argparse.Namespace) -> str:
+    """The API key from --api-key-file or $SJINN_API_KEY; never printed."""
+    if args.api_key_file is not None:
+        try:
+            key: str = args.api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read --api-key-file {args.api_key_file}: {exc.strerror}."
+            ) from None
+        if not key:
+            raise UsageError(f"--api-key-file {args.api_key_file} is empty.")
+        return key
+    key = os.environ.get("SJINN_API_KEY", "").strip()
+    if not key:
+        raise UsageError(
+            "no API key: set SJINN_API_KEY or pass --api-key-file PATH.",
+            hint="Nothing was read or sent.",
+        )
+    return key
+
+
+def api_base_from(args: argparse.Namespace) -> str:
+    base = args.api_base or os.environ.get("SJINN_API_BASE") or DEFAULT_API_BASE
+    if not base.startswith(("http://", "https://")):
+        raise UsageError(f"--api-base {base!r} is not an http(s) URL.")
+    return base
+
+
+def parse_poll_interval(text: str) -> tuple[float, float]:
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) <= 0:
+        raise UsageError(f"--poll-interval {text!r}: expected MIN or MIN,MAX seconds, both > 0.")
+    lo = parts[0]
+    hi = parts[1] if len(parts) == 2 else max(lo, DEFAULT_POLL_MAX)
+    if hi < lo:
+        raise UsageError(f"--poll-interval {text!r}: MAX is below MIN.")
+    return lo, hi
+
+
+def open_run(manifest: Manifest, run_dir: Path, io: IO) -> Ledger:
+    """Lock and read the run directory's ledger, writing its header if it is new."""
+    ledger = Ledger.open(run_dir)
+    for warning in ledger.warnings:
+        print(f"batchkling: warning: {warning}", file=io.err)
+    if ledger.state.header is None:
+        ledger.append_sync(
+            "header",
+            None,
+            version=__version__,
+            format=1,
+            manifest=str(Path(manifest.path).absolute()),
+            manifest_sha256=manifest.sha256,
+        )
+    return ledger
+
+
+def cmd_run(args: argparse.Namespace, io: IO) -> int:
+    key = api_key_from(args)  # first: a missing key is reported before anything is read
+    base = api_base_from(args)
+    rate = parse_rate(args.rate)
+    poll_min, poll_max = parse_poll_interval(args.poll_interval)
+    if args.task_timeout <= 0:
+        raise UsageError("--task-timeout must be positive.")
+    if args.usage_settle < 0:
+        raise UsageError("--usage-settle must not be negative.")
+    manifest = load_manifest_from_args(args, io)
+    run_dir = (args.run_dir or default_run_dir(manifest.path)).absolute()
+    ledger = open_run(manifest, run_dir, io)
+    try:
+
+        def select() -> Selection:
+            return select_work(
+                manifest.jobs,
+                ledger.state,
+                budget=manifest.budget,
+                allow_partial=args.allow_partial,
+                retry_failed=args.retry_failed,
+                resubmit_in_doubt=args.resubmit_in_doubt,
+                rerender_changed=args.rerender_changed,
+                present=intact_videos(run_dir, ledger.state),
+            )
+
+        select()  # over budget: exit 3 before anything is sent
+        options = RunOptions(
+            concurrency=args.concurrency,
+            no_wait=args.no_wait,
+            no_download=args.no_download,
+            poll_min=poll_min,
+            poll_max=poll_max,
+            task_timeout=args.task_timeout,
+            usage_settle=args.usage_settle,
+        )
+        if args.skip_preflight:
+            print(
+                "batchkling: WARNING: --skip-preflight: the account and the images are NOT "
+                "checked before credits are spent.",
+                file=io.err,
+            )
+        started = time.monotonic()
+        ledger.append_sync(
+            "run_started",
+            None,
+            pid=os.getpid(),
+            version=__version__,
+            manifest_sha256=manifest.sha256,
+            budget=manifest.budget,
+            concurrency=args.concurrency,
+            rate=str(rate),
+        )
+        printer = ProgressPrinter(io.err, enabled=not args.quiet)
+        gate = RequestGate(rate)
+        status = EXIT_INCOMPLETE
+        try:
+            result = anyio.run(
+                _run_async,
+                _Context(
+                    manifest=manifest,
+                    select=select,
+                    ledger=ledger,
+                    options=options,
+                    gate=gate,
+                    base=base,
+                    key=key,
+                    printer=printer,
+                    io=io,
+                    run_dir=run_dir,
+                    preflight=not args.skip_preflight,
+                    quiet=args.quiet,
+                ),
+            )
+        except AccountError as exc:
+            status = exc.exit_code
+            raise
+        except PreflightError as exc:
+            status = exc.exit_code
+            raise
+        finally:
+            printer.close()
+            if status != EXIT_INCOMPLETE:
+                ledger.append_sync("run_ended", None, exit_status=status, api_calls=gate.calls)
+        status = _exit_status(result, manifest, ledger, options)
+        if result.account_error is not None and not result.interrupted:
+            status = result.account_error.exit_code
+        ledger.append_sync(
+            "run_ended", None, exit_status=status, api_calls=gate.calls, counts=result.counts
+        )
+        _print_summary(
+            result, manifest, ledger, run_dir, io, gate.calls, time.monotonic() - started, options
+        )
+        if result.account_error is not None and not result.interrupted:
+            print(f"batchkling: error: {result.account_error}", file=io.err)
+        return status
+    finally:
+        ledger.close()
+
+
+@dataclass
+class _Context:
+    manifest: Manifest
+    select: Callable[[], Selection]
+    ledger: Ledger
+    options: RunOptions
+    gate: RequestGate
+    base: str
+    key: str
+    printer: ProgressPrinter
+    io: IO
+    run_dir: Path
+    preflight: bool
+    quiet: bool
+
+
+def print_reconciliation(outcome: ReconcileOutcome, io: IO) -> None:
+    """One line per finding of a reconciliation."""
+    if outcome.unavailable is not None:
+        print(
+            f"batchkling: the credits usage could not be read ({outcome.unavailable}); "
+            "in-doubt jobs are left as they are.",
+            file=io.err,
+        )
+        return
+    res = outcome.result
+    if res is None:
+        return
+    for job, charge in res.adopted:
+        print(
+            f"reconciled: {job} was charged as task {charge.task_id} at "
+            f"{charge.at.isoformat()}; it is followed like any other.",
+            file=io.err,
+        )
+    for job in res.not_created:
+        print(f"not created: {job} was never charged; it is submitted again.", file=io.err)
+    for job, cands in res.ambiguous:
+        ids = ", ".join(f"{c.task_id} ({c.credits:g} credits at {c.at.isoformat()})" for c in cands)
+        print(f"still in doubt: {job}: several charges could be its create: {ids}", file=io.err)
+    for job in res.waiting:
+        print(f"still in doubt: {job}: no charge yet; the usage has not settled.", file=io.err)
+    for c in res.orphans:
+        print(
+            f"orphan charge: task {c.task_id}, {c.credits:g} credits at {c.at.isoformat()}, "
+            "claimed by no job of this run.",
+            file=io.err,
+        )
+
+
+async def _run_async(ctx: _Context) -> RunResult:
+    options = ctx.options
+    async with make_http_client(max_connections=max(10, options.concurrency + 4)) as http:
+        client = SjinnClient(http, base_url=ctx.base, api_key=ctx.key, gate=ctx.gate)
+        if any(ctx.ledger.state.state_of(j.key) is JobState.IN_DOUBT for j in ctx.manifest.jobs):
+            print_reconciliation(
+                await reconcile_ledger(ctx.ledger, client, settle=options.usage_settle or 0.0),
+                ctx.io,
+            )
+        selection = ctx.select()
+        _print_plan(selection, ctx.manifest, ctx.run_dir, ctx.io, quiet=ctx.quiet)
+        if ctx.preflight and selection.submit:
+            await check_account(client, needed=selection.to_commit)
+            problems = await check_manifest_images(ctx.manifest, http=http, run_dir=ctx.run_dir)
+            for problem in problems:
+                if problem.warning:
+                    print(problem, file=ctx.io.err)
+            errors = [p for p in problems if not p.warning]
+            if errors:
+                raise PreflightError(errors)
+        runner = Runner(
+            jobs=ctx.manifest.jobs,
+            selection=selection,
+            ledger=ctx.ledger,
+            client=client,
+            options=options,
+            progress=ctx.printer.update,
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, runner, ctx.printer)
+            result = await runner.run()
+            tg.cancel_scope.cancel()
+        return result
+
+
+async def _watch_signals(runner: Runner, printer: ProgressPrinter) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        seen = 0
+        async for _ in signals:
+            seen += 1
+            if seen == 1:
+                printer.message(
+                    "batchkling: stopping: no new creates; waiting for creates already sent "
+                    "(at most 30 s). Press Ctrl-C again to quit at once."
+                )
+                runner.interrupt()
+            else:
+                # The ledger is consistent after every single write; leave now.
+                os._exit(EXIT_INTERRUPTED)
+
+
+def _exit_status(result: RunResult, manifest: Manifest, ledger: Ledger, opt: RunOptions) -> int:
+    if result.interrupted and result.account_error is None:
+        return EXIT_INTERRUPTED
+    fine = {JobState.DONE, JobState.SKIPPED}
+    if opt.no_download:
+        fine.add(JobState.COMPLETED)
+    for job in manifest.jobs:
+        if ledger.state.state_of(job.key) not in fine:
+            return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def _print_plan(sel: Selection, manifest: Manifest, run_dir: Path, io: IO, *, quiet: bool) -> None:
+    for job in sel.changed:
+        print(
+            f"batchkling: warning: {job.key}: the manifest entry changed since it was sent; "
+            "left as it is (--rerender-changed resubmits it).",
+            file=io.err,
+        )
+    for note in sel.notes:
+        print(f"batchkling: {note}", file=io.err)
+    if quiet:
+        return
+    budget = "no budget" if sel.budget is None else f"budget {sel.budget}"
+    print(
+        f"batchkling: {len(manifest.jobs)} jobs; to submit {len(sel.submit)} "
+        f"({sel.to_commit} credits), to poll {len(sel.follow)}, to download "
+        f"{len(sel.download)}; {sel.committed} credits already committed, {budget}; "
+        f"run directory {run_dir}",
+        file=io.err,
+    )
+
+
+def _print_summary(
+    result: RunResult,
+    manifest: Manifest,
+    ledger: Ledger,
+    run_dir: Path,
+    io: IO,
+    api_calls: int,
+    elapsed: float,
+    opt: RunOptions,
+) -> None:
+    st = ledger.state
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
+    print(
+        f"{len(manifest.jobs)} jobs: {counts}; {st.credits_committed} credits committed; "
+        f"{api_calls} API calls in {elapsed:.1f} s",
+        file=io.out,
+    )
+    if result.polls:
+        mean = sum(result.polls.values()) / len(result.polls)
+        delay = result.median_detection_delay
+        extra = f", median detection delay <= {delay:.1f} s" if delay is not None else ""
+        print(f"polls per job {mean:.1f}{extra}", file=io.out)
+    in_doubt = [j.key for j in manifest.jobs if st.state_of(j.key) is JobState.IN_DOUBT]
+    if in_doubt:
+        print(
+            f"in doubt (the create's answer was lost; it may have been charged): "
+            f"{', '.join(in_doubt)}. `batchkling reconcile` checks the account's credits "
+            f"usage; --resubmit-in-doubt sends them again and may pay twice.",
+            file=io.out,
+        )
+    failed = [j.key for j in manifest.jobs if st.state_of(j.key) is JobState.FAILED]
+    if failed:
+        print(f"failed: {', '.join(failed)} (--retry-failed resubmits them)", file=io.out)
+    for key, value in result.unknown_status.items():
+        print(
+            f"{key}: the API answered the undocumented status {value}; treated as running.",
+            file=io.out,
+        )
+    if result.timed_out:
+        print(f"still running after --task-timeout: {', '.join(result.timed_out)}", file=io.out)
+    for note in result.notes:
+        print(note, file=io.out)
+    if result.interrupted:
+        print(
+            f"interrupted. To resume, run the same command again (run directory {run_dir}).",
+            file=io.out,
+        )
+
+
+def cmd_status(args: argparse.Namespace, io: IO) -> int:
+    if args.manifest is None and args.run_dir is None:
+        raise UsageError("status needs MANIFEST or --run-dir DIR.")
+    jobs = None
+    if args.manifest is not None:
+        from batchkling.manifest import load_manifest
+
+        manifest = load_manifest(args.manifest)
+        jobs = manifest.jobs
+        run_dir = args.run_dir or default_run_dir(manifest.path)
+    else:
+        run_dir = args.run_dir
+    ledger_path = Path(run_dir) / LEDGER_NAME
+    if not ledger_path.exists() and args.manifest is None:
+        raise LedgerError(f"no ledger at {ledger_path}: nothing has run in {run_dir}.")
+    read = fold_ledger(ledger_path)
+    if read.torn_tail is not None:
+        print(
+            f"batchkling: warning: {ledger_path}: the last line is torn "
+            f"({len(read.torn_tail)} bytes); the next run cuts it off.",
+            file=io.err,
+        )
+    st = read.state
+    rows = job_rows(jobs, st, Path(run_dir))
+    doc = status_json(rows, st)
+    if args.json:
+        json.dump(doc, io.out, indent=2)
+        io.out.write("\n")
+        return 0
+    counts = ", ".join(f"{k} {v}" for k, v in doc["counts"].items() if v)
+    print(
+        f"{len(rows)} jobs: {counts or 'none'}; {st.credits_committed} credits committed",
+        file=io.out,
+    )
+    width = max((len(r.job) for r in rows), default=3)
+    for r in rows:
+        tail = r.output or r.error or ""
+        print(
+            f"{r.job:<{width}}  {r.state.value:<9}  {r.credits:>6}  {r.task_id or '-':<36}  {tail}",
+            file=io.out,
+        )
+    return 0

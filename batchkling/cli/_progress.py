@@ -1,0 +1,70 @@
+"""Progress on stderr: a tqdm bar on a terminal, one plain line every 30 s otherwise."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from tqdm import tqdm
+
+from batchkling.runner import Progress
+
+__all__ = ["PLAIN_EVERY", "ProgressPrinter"]
+
+PLAIN_EVERY = 30.0
+
+
+def _describe(p: Progress) -> str:
+    c = p.counts
+    budget = "" if p.budget is None else f"/{p.budget}"
+    return (
+        f"running {c.get('running', 0)} failed {c.get('failed', 0)} "
+        f"in doubt {c.get('in_doubt', 0)} credits {p.credits_committed}{budget}"
+    )
+
+
+class ProgressPrinter:
+    """The runner's progress callback for the command line."""
+
+    def __init__(self, stream: TextIO, *, enabled: bool = True, every: float = PLAIN_EVERY) -> None:
+        self._stream = stream
+        self._enabled = enabled
+        self._tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self._bar: tqdm[None] | None = None
+        self._every = every
+        self._last_line = time.monotonic()
+        self._last: Progress | None = None
+
+    def update(self, p: Progress) -> None:
+        if not self._enabled:
+            return
+        self._last = p
+        done = p.counts.get("done", 0) + p.counts.get("skipped", 0)
+        if p.message:
+            self.message(p.message)
+        if self._tty:
+            if self._bar is None:
+                self._bar = tqdm(total=p.total, file=self._stream, unit="job", dynamic_ncols=True)
+            self._bar.n = done
+            self._bar.set_postfix_str(_describe(p), refresh=False)
+            self._bar.refresh()
+            return
+        now = time.monotonic()
+        if now - self._last_line >= self._every:
+            self._last_line = now
+            print(
+                f"batchkling: {done}/{p.total} done, {_describe(p)}", file=self._stream, flush=True
+            )
+
+    def message(self, text: str) -> None:
+        if not self._enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(text, file=self._stream)
+        else:
+            print(text, file=self._stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
