@@ -17,7 +17,7 @@ import heapq
 import random
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from batchkling.emulator.config import EmulatorConfig
@@ -126,7 +126,7 @@ class Task:
 
     def to_json(self) -> dict[str, Any]:
         """Everything needed to rebuild the task."""
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Task:
@@ -227,7 +227,8 @@ class EmulatorState:
             seq=self._next_seq(),
         )
         self._apply(record)
-        self._log({"e": "usage", "record": record.to_json()})
+        if self._journal is not None:  # building the event costs more than the charge
+            self._journal({"e": "usage", "record": record.to_json()})
         return record
 
     def _apply(self, record: UsageRecord) -> None:
@@ -277,7 +278,8 @@ class EmulatorState:
             error=self._rng.choice(FAILURE_REASONS) if failed else None,
         )
         self._start(task)
-        self._log({"e": "task", "task": task.to_json()})
+        if self._journal is not None:
+            self._journal({"e": "task", "task": task.to_json()})
         self._charge(key, cost, task.id, to_ms(now))
         return task
 
