@@ -241,6 +241,8 @@ async def test_the_input_is_recorded_as_sent(emulator_factory: Any) -> None:
     (task,) = emu.stats()["tasks"]
     assert task["input"] == body["input"]
     assert task["key"] == TEST_KEY
+    assert task["id"] == task["task_id"]
+    assert task["status"] == 0
 
 
 @pytest.mark.parametrize(
@@ -428,3 +430,5 @@ async def test_frames_are_pngs_with_cache_validators_and_ranges(emulator_factory
     assert (part.status_code, part.content) == (206, first.content[:8])
     assert cached.status_code == 304
     assert (bad.status_code, not_png.status_code) == (404, 404)
+    # The "../" name never reaches the handler: the router answers 404 itself.
+    assert emu.stats()["requests"]["frames"] == {"200": 4, "206": 1, "304": 1, "404": 1}

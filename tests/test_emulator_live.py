@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,38 @@ def test_a_task_running_across_a_restart_finishes_and_is_refunded_once(
         costs = [r["cost_credits"] for r in c.get(USAGE).json()["data"]["records"]]
     assert costs == [-1000, 1000]
     assert live.stats()["running"] == {TEST_KEY: 0}
+
+
+PLAY = """(url) => new Promise((resolve) => {
+    const v = document.createElement('video');
+    v.muted = true;
+    v.src = url;
+    v.onended = () => resolve(['ended', v.videoWidth, v.videoHeight, v.duration]);
+    v.onerror = () => resolve(['error', v.error.code, v.error.message]);
+    document.body.appendChild(v);
+    v.play().catch((e) => resolve(['play failed', String(e)]));
+    setTimeout(() => resolve(['timeout', v.readyState, v.networkState]), 8000);
+})"""
+
+
+@pytest.mark.browser
+def test_chromium_plays_the_video_to_the_end(live_emulator_factory: Any) -> None:
+    """The committed clip is a real H.264 video: Chromium decodes and plays all of it."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    live = live_emulator_factory(gen_seconds=(0, 0))
+    with client(live.base_url) as c:
+        url = c.post(QUERY, json={"task_id": create(c)}).json()["data"]["output_urls"][0]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium)
+        try:
+            page = browser.new_page()
+            page.goto(live.base_url + "/__emulator/frames/s01.png")
+            result = page.evaluate(PLAY, url)
+        finally:
+            browser.close()
+    assert result == ["ended", 320, 180, 2]
+    # Browsers fetch media with Range requests.
+    assert "206" in live.stats()["requests"]["files"]

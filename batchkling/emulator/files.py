@@ -65,9 +65,11 @@ async def serve_frame(emulator: Emulator, request: Request) -> Response:
     name: str = request.path_params["name"]
     stem = name.removesuffix(".png")
     if not name.endswith(".png") or not FRAME_NAME.fullmatch(stem):
+        emulator.counters.answer("frames", 404)
         return _not_found()
     blob = emulator.frames.get(stem)
     if blob is None:
         blob = emulator.frames[stem] = Blob.of(render_frame(stem), "image/png", emulator.started_at)
     ans = answer(blob, request.headers)
+    emulator.counters.answer("frames", ans.status)
     return Response(ans.body, ans.status, ans.headers)

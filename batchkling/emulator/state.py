@@ -361,6 +361,7 @@ class EmulatorState:
         """Every task with its inputs and current status, oldest first."""
         return [
             {
+                "id": t.id,
                 "task_id": t.id,
                 "key": t.key,
                 "input": t.input,
