@@ -293,6 +293,35 @@ async def test_a_failed_task_has_the_failure_status_and_a_reason(
     assert data["error"].startswith("generation failed")
 
 
+@pytest.mark.parametrize("field", ["error_msg", "errorMsg"])
+async def test_the_failure_reason_can_move_to_another_field(
+    emulator_factory: Any, field: str
+) -> None:
+    """--failure-field: the reason is in data.error_msg, or in the wrapper's errorMsg."""
+    emu = emulator_factory(gen_seconds=(0, 0), fail_rate=1.0, failure_field=field)
+    async with emu.client() as client:
+        body = await query(client, await create(client))
+    assert "error" not in body["data"]
+    holder = body if field == "errorMsg" else body["data"]
+    assert holder[field].startswith("generation failed")
+    assert (body["success"], body["data"]["status"]) == (True, -1)
+
+
+async def test_cover_url_lists_a_png_before_the_video(emulator_factory: Any) -> None:
+    """--cover-url: output_urls is [cover .png, video .mp4], and both can be fetched."""
+    emu = emulator_factory(gen_seconds=(0, 0), cover_url=True)
+    async with emu.client() as client:
+        task_id = await create(client)
+        urls = (await query(client, task_id))["data"]["output_urls"]
+        cover, video = [await client.get(u) for u in urls]
+    assert urls == [
+        f"http://testserver/__emulator/frames/{task_id}.png",
+        f"http://testserver/files/{task_id}.mp4",
+    ]
+    assert cover.headers["content-type"] == "image/png"
+    assert video.content == sample_video()
+
+
 async def test_extra_status_shows_in_the_second_half_of_generation(emulator_factory: Any) -> None:
     """--extra-status 5: status 0, then 5 from halfway, then 1."""
     clock = FakeClock()

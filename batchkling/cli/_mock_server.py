@@ -18,6 +18,7 @@ from batchkling.emulator.config import (
     DEFAULT_GEN_SECONDS,
     DEFAULT_HOST,
     DEFAULT_PORT,
+    FAILURE_FIELDS,
     EmulatorConfig,
     parse_range,
 )
@@ -111,6 +112,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="name of the next-page cursor in credits usage (default next_cursor)",
     )
     g(
+        "--failure-field",
+        choices=FAILURE_FIELDS,
+        default="error",
+        help="where a failed task's reason goes: data.error (default), data.error_msg, "
+        "or the top-level errorMsg",
+    )
+    g("--cover-url", action="store_true", help="list a .png cover URL before the .mp4 one")
+    g(
         "--download-content-type",
         default="video/mp4",
         metavar="TYPE",
@@ -193,6 +202,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             failed_status=args.failed_status,
             extra_status=args.extra_status,
             cursor_field=args.cursor_field,
+            failure_field=args.failure_field,
+            cover_url=args.cover_url,
             download_content_type=args.download_content_type,
             rate_limit=args.rate_limit,
             retry_after=not args.no_retry_after,

@@ -60,8 +60,14 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
     return Response(body, status, headers, _JSON)
 
 
-def _ok(data: dict[str, Any]) -> Response:
-    return _json({"success": True, "errorMsg": "", "error_code": 0, "data": data})
+def _ok(data: dict[str, Any], error_msg: str = "") -> Response:
+    return _json({"success": True, "errorMsg": error_msg, "error_code": 0, "data": data})
+
+
+class _Answer(dict[str, Any]):
+    """An endpoint's ``data`` that also sets the wrapper's ``errorMsg`` (a failed task's reason)."""
+
+    error_msg = ""
 
 
 def _num(value: float) -> float:
@@ -163,7 +169,8 @@ class Emulator:
                 else:
                     self.state.advance(now)
                     self.state.account(key)  # every accepted key shows in the stats
-                    response = _ok(await handler(request, key, now))
+                    data = await handler(request, key, now)
+                    response = _ok(data, getattr(data, "error_msg", ""))
             except Refused as refusal:
                 error_code = refusal.code
                 response = self._refusal(refusal)
@@ -209,22 +216,27 @@ class Emulator:
         """``query_tool_task_status``: the task's status, output URLs or error."""
         params = await _params(request)
         task = self.state.find(key, params.get("task_id"))
-        status = task.status(now, self.config)
-        urls = [self._output_url(request, task, now)] if status == 1 else []
-        data: dict[str, Any] = {
-            "task_id": task.id,
-            "status": status,
-            "task_type": TOOL_TYPE,
-            "output_urls": urls,
-        }
-        if task.failed and now >= task.finish_at:
-            data["error"] = task.error
+        config = self.config
+        status = task.status(now, config)
+        data = _Answer(task_id=task.id, status=status, task_type=TOOL_TYPE, output_urls=[])
+        if status == 1:
+            data["output_urls"] = self._output_urls(request, task, now)
+        if task.failed and now >= task.finish_at and task.error:
+            if config.failure_field == "errorMsg":
+                data.error_msg = task.error
+            else:
+                data[config.failure_field] = task.error
         return data
 
-    def _output_url(self, request: Request, task: Task, now: float) -> str:
-        base = f"{request.url.scheme}://{request.url.netloc}/files/{task.id}.mp4"
+    def _output_urls(self, request: Request, task: Task, now: float) -> list[str]:
+        origin = f"{request.url.scheme}://{request.url.netloc}"
+        video = f"{origin}/files/{task.id}.mp4"
         ttl = self.config.output_url_ttl
-        return base if ttl is None else f"{base}?{self.signer.query(task.id, now, ttl)}"
+        if ttl is not None:
+            video += "?" + self.signer.query(task.id, now, ttl)
+        if self.config.cover_url:
+            return [f"{origin}{admin.PREFIX}/frames/{task.id}.png", video]
+        return [video]
 
     async def account_status(self, request: Request, key: str, now: float) -> dict[str, Any]:
         """``query_account_status``: balance and subscription."""

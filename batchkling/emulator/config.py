@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_GEN_SECONDS",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "FAILURE_FIELDS",
     "RUNTIME_FIELDS",
     "EmulatorConfig",
     "parse_range",
@@ -27,6 +28,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_GEN_SECONDS = (2.0, 6.0)
 CURSOR_FIELDS = ("next_cursor", "nextCursor", "cursor")
+FAILURE_FIELDS = ("error", "error_msg", "errorMsg")
 
 
 def parse_range(text: str) -> tuple[float, float]:
@@ -73,6 +75,8 @@ class EmulatorConfig:
     failed_status: int = -1
     extra_status: int | None = None
     cursor_field: str = "next_cursor"
+    failure_field: str = "error"  # data.error, data.error_msg, or the top-level errorMsg
+    cover_url: bool = False  # output_urls lists a .png cover before the .mp4
     download_content_type: str = "video/mp4"
     # Limits.
     rate_limit: int | None = None  # requests per second per key
@@ -109,6 +113,8 @@ class EmulatorConfig:
             raise ValueError(f"usage_lag must be >= 0 seconds, got {self.usage_lag}")
         if self.cursor_field not in CURSOR_FIELDS:
             raise ValueError(f"cursor_field must be one of {', '.join(CURSOR_FIELDS)}")
+        if self.failure_field not in FAILURE_FIELDS:
+            raise ValueError(f"failure_field must be one of {', '.join(FAILURE_FIELDS)}")
         if self.failed_status == 1 or self.extra_status in (1, self.failed_status):
             raise ValueError("failed_status and extra_status must differ from 1 and each other")
 
