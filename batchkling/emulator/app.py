@@ -148,6 +148,10 @@ class Emulator:
 
     async def api(self, request: Request, endpoint: str, handler: Handler) -> Response:
         """Run one API endpoint with everything every API request goes through."""
+        # Read the body first (Starlette keeps it): from here to the answer
+        # nothing awaits, so requests are handled in clock order and the
+        # running counts and record times never go back in time.
+        await request.body()
         now = self.clock()
         key = _bearer(request)
         self.counters.arrival(key, now)
