@@ -148,7 +148,9 @@ class LiveEmulator:
         sock = _listen(self.port)
         self.port = sock.getsockname()[1]
         self.app = create_app(self.config, clock=self.clock)
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._server, self._thread, self._sock = server, thread, sock
