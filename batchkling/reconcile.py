@@ -15,6 +15,7 @@ usage lists every charge with its task id and time, so:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -28,6 +29,7 @@ __all__ = [
     "Charge",
     "InDoubt",
     "Reconciliation",
+    "calibrate",
     "in_doubt_windows",
     "match",
     "parse_ts",
@@ -104,6 +106,29 @@ def usage_since(doubts: Sequence[InDoubt]) -> datetime | None:
     return min(d.start for d in doubts) - CLOCK_SKEW
 
 
+def calibrate(
+    st: RunState, charges: Sequence[Charge], *, resolution: float = 0.001
+) -> tuple[float, float] | None:
+    """Bounds [lo, hi] on (our clock - the provider's clock), in seconds, from known tasks.
+
+    A known task's charge happened between its intent and the end of its create
+    on our clock, which bounds the offset between the two clocks; every known
+    task narrows the bounds. None when no known task gives consistent bounds.
+    """
+    at = {c.task_id: c.at for c in charges if c.task_id}
+    lo, hi = -math.inf, math.inf
+    for rec in st.jobs.values():
+        for a in rec.attempts:
+            if a.task_id is None or a.ended_ts is None or a.task_id not in at:
+                continue
+            charged = at[a.task_id]
+            lo = max(lo, (parse_ts(a.intent_ts) - charged).total_seconds() - resolution)
+            hi = min(hi, (parse_ts(a.ended_ts) - charged).total_seconds() + resolution)
+    if lo > hi or math.isinf(lo) or math.isinf(hi):
+        return None
+    return lo, hi
+
+
 def match(
     st: RunState,
     charges: Sequence[Charge],
@@ -111,12 +136,17 @@ def match(
     now: datetime,
     covered_from: datetime,
     settle: float = DEFAULT_SETTLE,
-    slack: float = 1.0,
+    slack: float = 0.5,
+    resolution: float = 0.001,
 ) -> Reconciliation:
     """Match in-doubt jobs to unclaimed charges. ``covered_from``: the usage was read from then.
 
-    ``slack`` widens each window by a little on both sides for clock differences
-    between this machine and the provider.
+    A charge fits a job when its time, on our clock, falls in the job's window.
+    The provider's clock is calibrated against ours from the charges of known
+    tasks; without any, each window is widened by ``slack`` seconds. ``resolution``
+    is the precision of the provider's timestamps (milliseconds). A job is
+    only declared never created when no unclaimed charge of its price lies
+    within a minute of its window: a wrong "never created" would pay twice.
     """
     known = {a.task_id for rec in st.jobs.values() for a in rec.attempts if a.task_id}
     settled = sum(1 for c in charges if c.task_id in known)
@@ -125,12 +155,24 @@ def match(
         for c in charges
         if c.task_id and c.task_id not in known and c.credits > 0 and c.task_type == USAGE_TASK_TYPE
     ]
-    pad = timedelta(seconds=slack)
+    bounds = calibrate(st, charges, resolution=resolution)
+    # offset = our clock - the provider's, within [lo, hi]; plus its timestamps' precision.
+    if bounds is None:
+        early, late = timedelta(seconds=slack), timedelta(seconds=slack)
+    else:
+        # Provider time c.at is our time c.at + offset: it can fit [start, end] only if
+        # c.at >= start - hi and c.at <= end - lo.
+        early = timedelta(seconds=bounds[1] + resolution)
+        late = timedelta(seconds=-bounds[0] + resolution)
     doubts = in_doubt_windows(st)
 
     def fits(d: InDoubt, c: Charge) -> bool:
         hi = d.end if d.end is not None else now
-        return round(c.credits) == d.credits and d.start - pad <= c.at <= hi + pad
+        return round(c.credits) == d.credits and d.start - early <= c.at <= hi + late
+
+    def near(d: InDoubt, c: Charge) -> bool:
+        hi = d.end if d.end is not None else now
+        return round(c.credits) == d.credits and d.start - CLOCK_SKEW <= c.at <= hi + CLOCK_SKEW
 
     cands = {d.job: [c for c in unclaimed if fits(d, c)] for d in doubts}
     adopted: list[tuple[str, Charge]] = []
@@ -168,8 +210,9 @@ def match(
             ambiguous.append((d.job, left))
         elif (
             d.end is not None
-            and covered_from <= d.start - pad
+            and covered_from <= d.start - CLOCK_SKEW
             and (now - d.end).total_seconds() > settle
+            and not any(near(d, c) for c in unclaimed if c.id not in taken)
         ):
             not_created.append(d.job)
         else:

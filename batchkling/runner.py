@@ -39,7 +39,7 @@ from batchkling.errors import (
     TransientError,
 )
 from batchkling.ledger import Ledger
-from batchkling.model import DEFAULT_CONCURRENCY, Job
+from batchkling.model import DEFAULT_CONCURRENCY, Job, JobState
 from batchkling.reconcile import DEFAULT_SETTLE, Charge, in_doubt_windows
 from batchkling.reconciler import reconcile_ledger
 from batchkling.schedule import PollPlanner, backoff, retry_after_delay
@@ -83,6 +83,7 @@ class RunOptions:
     backoff_cap: float = 60.0
     shutdown_grace: float = SHUTDOWN_GRACE
     usage_settle: float | None = DEFAULT_SETTLE  # None: no reconciliation during the run
+    doubt_gap: float = 1.0  # pause of one price's creates after an in-doubt create
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class Runner:
         self._slots = anyio.Semaphore(options.concurrency)
         self._downloads = anyio.CapacityLimiter(max(2, min(options.concurrency, 16)))
         self._budget_lock = anyio.Lock()
+        self._price_locks: dict[int, anyio.Lock] = {}
         self._stopping = False
         self._no_more_creates = False
         self._scope: anyio.CancelScope | None = None
@@ -350,6 +352,25 @@ class Runner:
 
     async def _create_once(self, job: Job, reason: str) -> str | TransientError | None:
         """One create, write-ahead logged. A TransientError means: provably not charged, retry."""
+        # Creates of one price go out one at a time: their windows (intent to answer)
+        # never overlap, so a charge found later in the credits usage fits at most
+        # one in-doubt job of that price. Generation takes minutes; a create takes
+        # milliseconds, so this costs little.
+        async with self._price_lock(job.credits):
+            outcome = await self._create_serialized(job, reason)
+            if self.ledger.state.state_of(job.key) is JobState.IN_DOUBT:
+                # Keep the next window of this price well apart from this one, wider
+                # than the provider's clock uncertainty, so the charge is matchable.
+                await anyio.sleep(self.opt.doubt_gap)
+            return outcome
+
+    def _price_lock(self, credits: int) -> anyio.Lock:
+        lock = self._price_locks.get(credits)
+        if lock is None:
+            lock = self._price_locks[credits] = anyio.Lock()
+        return lock
+
+    async def _create_serialized(self, job: Job, reason: str) -> str | TransientError | None:
         # The rate slot is taken before the intent is written, so that the intent's
         # time and the create's arrival at the server are milliseconds apart: that
         # narrow window is what lets reconciliation match a lost answer to its charge.
@@ -387,7 +408,7 @@ class Runner:
 
     async def _send_create(self, job: Job) -> str | TransientError | None:
         try:
-            with anyio.move_on_after(self.opt.shutdown_grace + 60) as guard:
+            with anyio.move_on_after(self.opt.shutdown_grace) as guard:
                 task_id = await self.client.create(job.request_body(), gated=True)
             if guard.cancelled_caught:
                 raise InDoubtError("create_tool_task: no answer in time.")

@@ -17,10 +17,15 @@ import anyio
 from batchkling import __version__
 from batchkling.api import RequestGate, SjinnClient, make_http_client
 from batchkling.cli import IO
-from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
+from batchkling.cli._manifest_args import (
+    add_manifest_options,
+    load_manifest_from_args,
+    parse_default,
+)
 from batchkling.cli._progress import ProgressPrinter
 from batchkling.errors import AccountError, LedgerError, PreflightError, UsageError
 from batchkling.ledger import LEDGER_NAME, Ledger, fold_ledger
+from batchkling.manifest import load_manifest
 from batchkling.model import DEFAULT_CONCURRENCY, JobState, Manifest
 from batchkling.preflight import check_account, check_manifest_images
 from batchkling.reconcile import DEFAULT_SETTLE
@@ -110,12 +115,31 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="how old an in-doubt create must be before the credits usage is trusted "
         f"to show it (default {DEFAULT_SETTLE:g})",
     )
+    p.add_argument(
+        "--no-reconcile",
+        action="store_true",
+        help="never read the credits usage: in-doubt jobs stay in doubt",
+    )
     p.set_defaults(handler=cmd_run)
 
     s = sub.add_parser("status", help="show the state of every job of a run (no network)")
     s.add_argument("manifest", nargs="?", metavar="MANIFEST")
     add_run_dir_option(s)
     s.add_argument("--json", action="store_true", help="print one JSON document")
+    s.add_argument(
+        "--image-base-url",
+        metavar="URL",
+        help="as given to run, for a manifest with relative image names",
+    )
+    s.add_argument(
+        "--default",
+        dest="defaults",
+        action="append",
+        type=parse_default,
+        default=[],
+        metavar="KEY=VALUE",
+        help="as given to run",
+    )
     s.set_defaults(handler=cmd_status)
 
 
@@ -245,7 +269,7 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
             poll_min=poll_min,
             poll_max=poll_max,
             task_timeout=args.task_timeout,
-            usage_settle=args.usage_settle,
+            usage_settle=None if args.no_reconcile else args.usage_settle,
         )
         if args.skip_preflight:
             print(
@@ -364,7 +388,9 @@ async def _run_async(ctx: _Context) -> RunResult:
     options = ctx.options
     async with make_http_client(max_connections=max(10, options.concurrency + 4)) as http:
         client = SjinnClient(http, base_url=ctx.base, api_key=ctx.key, gate=ctx.gate)
-        if any(ctx.ledger.state.state_of(j.key) is JobState.IN_DOUBT for j in ctx.manifest.jobs):
+        if options.usage_settle is not None and any(
+            ctx.ledger.state.state_of(j.key) is JobState.IN_DOUBT for j in ctx.manifest.jobs
+        ):
             print_reconciliation(
                 await reconcile_ledger(ctx.ledger, client, settle=options.usage_settle or 0.0),
                 ctx.io,
@@ -498,9 +524,9 @@ def cmd_status(args: argparse.Namespace, io: IO) -> int:
         raise UsageError("status needs MANIFEST or --run-dir DIR.")
     jobs = None
     if args.manifest is not None:
-        from batchkling.manifest import load_manifest
-
-        manifest = load_manifest(args.manifest)
+        manifest = load_manifest(
+            args.manifest, image_base_url=args.image_base_url, defaults=dict(args.defaults) or None
+        )
         jobs = manifest.jobs
         run_dir = args.run_dir or default_run_dir(manifest.path)
     else:

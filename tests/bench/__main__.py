@@ -19,7 +19,9 @@ def _modules() -> list[str]:
 def main(argv: list[str]) -> int:
     names = argv or _modules()
     for name in names:
-        mod = importlib.import_module(f"tests.bench.{name if name.startswith('bench_') else 'bench_' + name}")
+        mod = importlib.import_module(
+            f"tests.bench.{name if name.startswith('bench_') else 'bench_' + name}"
+        )
         print(f"== {mod.__name__} ==", flush=True)
         mod.main()
     return 0
