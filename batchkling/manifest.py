@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from itertools import chain
 from typing import Any
 
+from batchkling._bulk import collector_paused
 from batchkling.errors import ManifestError, Problem
 from batchkling.manifest_csv import read_csv
 from batchkling.manifest_rules import (
@@ -31,10 +32,11 @@ from batchkling.manifest_rules import (
     defaults_validator,
     normalise_base_url,
     parse_duration,
+    plain_relative_matcher,
     problems_from_errors,
-    resolve_url,
     shot_validator,
     top_validator,
+    url_resolver,
 )
 from batchkling.manifest_yaml import read_yaml
 from batchkling.model import (
@@ -42,6 +44,8 @@ from batchkling.model import (
     DEFAULT_MODE,
     DEFAULT_MULTI_SHOT,
     DEFAULT_TAKES,
+    MAX_DURATION,
+    MIN_DURATION,
     Manifest,
     Shot,
 )
@@ -49,6 +53,7 @@ from batchkling.model import (
 __all__ = ["SHOT_FIELDS", "build_manifest", "convert_text", "is_csv", "load_manifest"]
 
 _URL_FIELDS = ("image", "tail_image_url")
+_FAILED: Any = object()  # a field whose normalisation failed (and was reported)
 
 
 def is_csv(path: str | os.PathLike[str]) -> bool:
@@ -117,31 +122,34 @@ def build_manifest(
         raise _one(
             file, f"is not UTF-8 text (byte 0x{byte} cannot be read); save it as UTF-8", line
         ) from None
-    if csv:
-        doc = read_csv(text.removeprefix("\ufeff"), file, defaults or {})
-    else:
-        del text  # libyaml reads the bytes itself
-        doc = read_yaml(data, file)
-    if doc.fatal:
-        raise ManifestError(_ordered(doc.problems))
-    builder = _Builder(file, doc)
-    builder.settings(budget, image_base_url, defaults)
-    shots = builder.shots(doc.shots or [])
-    problems, warnings = builder.problems, builder.warnings
-    if strict:
-        problems = problems + [replace(w, warning=False) for w in warnings]
-        warnings = []
-    if problems:
-        raise ManifestError(_ordered(problems + warnings))
-    return Manifest(
-        path=path if path is not None else file,
-        sha256=hashlib.sha256(data).hexdigest(),
-        shots=tuple(shots),
-        name=builder.name,
-        budget=builder.budget,
-        image_base_url=builder.base,
-        warnings=tuple(_ordered(warnings)),
-    )
+    with collector_paused():
+        if csv:
+            doc = read_csv(text.removeprefix("\ufeff"), file, defaults or {})
+        else:
+            del text  # libyaml reads the bytes itself
+            doc = read_yaml(data, file)
+        if doc.fatal:
+            raise ManifestError(_ordered(doc.problems))
+        builder = _Builder(file, doc)
+        builder.settings(budget, image_base_url, defaults)
+        shots = builder.shots(doc.shots or [])
+        problems, warnings = builder.problems, builder.warnings
+        if strict:
+            problems = problems + [replace(w, warning=False) for w in warnings]
+            warnings = []
+        if problems:
+            raise ManifestError(_ordered(problems + warnings))
+        manifest = Manifest(
+            path=path if path is not None else file,
+            sha256=hashlib.sha256(data).hexdigest(),
+            shots=tuple(shots),
+            name=builder.name,
+            budget=builder.budget,
+            image_base_url=builder.base,
+            warnings=tuple(_ordered(warnings)),
+        )
+        manifest.jobs  # noqa: B018 - every caller needs the jobs: make them while paused
+    return manifest
 
 
 def _ordered(problems: list[Problem]) -> list[Problem]:
@@ -161,6 +169,8 @@ class _Builder:
         self.budget: int | None = None
         self.base: str | None = None
         self.base_invalid = False  # then relative URLs are not reported again, one by one
+        self.resolve = url_resolver(None)
+        self.plain_relative: Callable[[str], object] | None = None
         self.raw_defaults: dict[str, Any] = {}
         self.defaults: dict[str, Any] = {}
         self.ids: dict[str, tuple[str, int | None]] = {}
@@ -212,6 +222,8 @@ class _Builder:
                 self.problems.append(
                     Problem(file, line, None, "image_base_url", f"{exc}{from_flag}")
                 )
+        self.resolve = url_resolver(self.base)
+        self.plain_relative = plain_relative_matcher(self.base)
         own = settings.get("defaults")
         raw = {
             k: v for k, v in (own.items() if isinstance(own, dict) else ()) if k not in bad_defaults
@@ -232,6 +244,28 @@ class _Builder:
         lines = self.doc.defaults_lines
         self.defaults = self.normalise(self.raw_defaults, None, lines, None, "defaults.")
 
+    def duration(self, value: Any, shot: str | None, line: int | None, field: str) -> Any:
+        """The duration parsed and clamped (warning when it changes), or ``_FAILED``."""
+        try:
+            duration, warning = clamp_duration(parse_duration(value))
+        except ValueError as exc:
+            self.problems.append(Problem(self.file, line, shot, field, str(exc)))
+            return _FAILED
+        if warning is not None:
+            self.warnings.append(Problem(self.file, line, shot, field, warning, warning=True))
+        return duration
+
+    def url(self, value: str, shot: str | None, line: int | None, field: str) -> Any:
+        """The URL resolved against the base URL, or ``_FAILED``."""
+        try:
+            return self.resolve(value)
+        except RelativeURLError as exc:
+            if not self.base_invalid:  # else the base URL's own problem says it all
+                self.problems.append(Problem(self.file, line, shot, field, str(exc)))
+        except ValueError as exc:
+            self.problems.append(Problem(self.file, line, shot, field, str(exc)))
+        return _FAILED
+
     def normalise(
         self,
         fields: dict[str, Any],
@@ -247,55 +281,49 @@ class _Builder:
         out: dict[str, Any] = {}
         if "duration" in fields:
             at = lines.get("duration", line)
-            try:
-                duration, warning = clamp_duration(parse_duration(fields["duration"]))
-                out["duration"] = duration
-                if warning is not None:
-                    self.warnings.append(
-                        Problem(self.file, at, shot, prefix + "duration", warning, warning=True)
-                    )
-            except ValueError as exc:
-                self.problems.append(Problem(self.file, at, shot, prefix + "duration", str(exc)))
+            out["duration"] = self.duration(fields["duration"], shot, at, prefix + "duration")
         for name in _URL_FIELDS:
             if name in fields:
-                try:
-                    out[name] = resolve_url(fields[name], self.base)
-                except RelativeURLError as exc:
-                    if not self.base_invalid:
-                        at = lines.get(name, line)
-                        self.problems.append(Problem(self.file, at, shot, prefix + name, str(exc)))
-                except ValueError as exc:
-                    at = lines.get(name, line)
-                    self.problems.append(Problem(self.file, at, shot, prefix + name, str(exc)))
+                out[name] = self.url(fields[name], shot, lines.get(name, line), prefix + name)
         prompt = fields.get("prompt")
-        if isinstance(prompt, str) and not prompt.strip():
+        if isinstance(prompt, str) and (not prompt or prompt.isspace()):
             at = lines.get("prompt", line)
             self.problems.append(Problem(self.file, at, shot, prefix + "prompt", "is blank"))
-        return out
+        return {k: v for k, v in out.items() if v is not _FAILED}
 
     def shots(self, raws: list[RawShot]) -> list[Shot]:
-        """Each raw shot validated and normalised; those with a problem are left out."""
+        """Each raw shot validated and normalised (consuming ``raws``); failed ones left out."""
         validate = shot_validator().iter_errors
         raw_defaults = self.raw_defaults
+        ids = self.ids
         out: list[Shot] = []
         for index, raw in enumerate(raws):
+            # Drop each raw row once read: fewer live objects for the garbage
+            # collector to walk, and a lower peak for large manifests.
+            raws[index] = None  # type: ignore[call-overload]
             fields = raw.fields
+            is_dict = type(fields) is dict
             # The schema judges the shot as the API will see it: over its defaults.
-            merged = {**raw_defaults, **fields} if raw_defaults and type(fields) is dict else fields
+            merged = {**raw_defaults, **fields} if raw_defaults and is_dict else fields
             errors = validate(merged)
             first = next(errors, None)
-            sid = fields.get("id") if type(fields) is dict else None
-            label = sid if isinstance(sid, str) else f"#{index + 1}"
-            failed = set(raw.bad)
-            if first is not None:
-                self.shot_problems(raw, label, chain([first], errors), failed)
-            if isinstance(sid, str):
-                self.check_unique(sid, raw)
+            sid = fields.get("id") if is_dict else None
+            if type(sid) is str:
+                key = sid.lower()
+                if key in ids:
+                    self.duplicate(sid, raw)
+                else:
+                    ids[key] = (sid, raw.key_lines.get("id", raw.line))
             if first is None and not raw.bad:
                 shot = self.shot(raw, merged, sid)  # type: ignore[arg-type]
                 if shot is not None:
                     out.append(shot)
-            elif type(fields) is dict:
+                continue
+            label = sid if isinstance(sid, str) else f"#{index + 1}"
+            failed = set(raw.bad)
+            if first is not None:
+                self.shot_problems(raw, label, chain([first], errors), failed)
+            if is_dict:
                 # Still report what normalisation finds in the fields the schema passed.
                 rest = {k: v for k, v in fields.items() if k not in failed}
                 self.normalise(rest, label, raw.key_lines, raw.line)
@@ -316,38 +344,64 @@ class _Builder:
             failed=failed,
         )
 
-    def check_unique(self, sid: str, raw: RawShot) -> None:
-        key = sid.lower()
-        line = raw.key_lines.get("id", raw.line)
-        seen = self.ids.get(key)
-        if seen is None:
-            self.ids[key] = (sid, line)
-            return
-        first, first_line = seen
+    def duplicate(self, sid: str, raw: RawShot) -> None:
+        """Report an id already used by an earlier shot (ids are compared ignoring case)."""
+        first, first_line = self.ids[sid.lower()]
         where = f" on line {first_line}" if first_line is not None else ""
         message = f"duplicate id: shot {first}{where} has the same id (ids ignore case)"
+        line = raw.key_lines.get("id", raw.line)
         self.problems.append(Problem(self.file, line, sid, "id", message))
 
     def shot(self, raw: RawShot, merged: dict[str, Any], sid: str) -> Shot | None:
-        before = len(self.problems)
-        own = self.normalise(raw.fields, sid, raw.key_lines, raw.line)
-        if len(self.problems) != before:
-            return None
+        """The normalised shot, or None when normalisation found a problem.
+
+        The hot path of a large manifest: one shot that passed the schema.
+        """
+        fields, lines, line = raw.fields, raw.key_lines, raw.line
+        defaults = self.defaults
+        duration = fields.get("duration", _FAILED)
+        if duration is _FAILED:
+            duration = defaults.get("duration", DEFAULT_DURATION)
+        else:
+            if type(duration) is str and duration.isdigit() and duration.isascii():
+                duration = int(duration)  # the common case of a CSV cell, parsed here
+            if type(duration) is not int or not MIN_DURATION <= duration <= MAX_DURATION:
+                duration = self.duration(duration, sid, lines.get("duration", line), "duration")
         # A field this shot leaves out comes from the normalised defaults; if a
         # default could not be normalised, that was reported once, at the default.
-        values = {**self.defaults, **own}
-        if "image" not in values or ("tail_image_url" in merged and "tail_image_url" not in values):
+        plain = self.plain_relative
+        image = fields.get("image")
+        if image is None:
+            image = defaults.get("image", _FAILED)
+        elif plain is not None and plain(image):
+            image = self.base + image
+        else:
+            image = self.url(image, sid, lines.get("image", line), "image")
+        tail = fields.get("tail_image_url")
+        if tail is None:
+            tail = defaults.get("tail_image_url", _FAILED) if "tail_image_url" in merged else None
+        elif plain is not None and plain(tail):
+            tail = self.base + tail
+        else:
+            tail = self.url(tail, sid, lines.get("tail_image_url", line), "tail_image_url")
+        prompt = merged["prompt"]
+        if prompt.isspace():
+            at = lines.get("prompt", line)
+            self.problems.append(Problem(self.file, at, sid, "prompt", "is blank"))
+            return None
+        if duration is _FAILED or image is _FAILED or tail is _FAILED:
             return None
         get = merged.get
+        tags = get("tags")
         return Shot(
             id=sid,
-            prompt=merged["prompt"],
-            image=values["image"],
-            duration=values.get("duration", DEFAULT_DURATION),
+            prompt=prompt,
+            image=image,
+            duration=duration,
             multi_shot=get("multi_shot", DEFAULT_MULTI_SHOT),
             model_mode=get("model_mode", DEFAULT_MODE),
-            tail_image_url=values.get("tail_image_url"),
+            tail_image_url=tail,
             takes=int(get("takes", DEFAULT_TAKES)),
-            tags=tuple(get("tags", ())),
-            line=raw.line,
+            tags=() if tags is None else tuple(tags),
+            line=line,
         )

@@ -14,7 +14,8 @@ import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 from jsonschema import Draft202012Validator, ValidationError
@@ -32,14 +33,17 @@ __all__ = [
     "RelativeURLError",
     "clamp_duration",
     "convert_text",
+    "converter_for",
     "defaults_validator",
     "field_kind",
     "normalise_base_url",
     "parse_duration",
+    "plain_relative_matcher",
     "problems_from_errors",
     "resolve_url",
     "shot_validator",
     "top_validator",
+    "url_resolver",
 ]
 
 _SHOT_SCHEMA = load_schema("shot.schema.json")
@@ -56,13 +60,16 @@ BOOL_WORDS: dict[str, bool] = {
 _DURATION_RE = re.compile(_SHOT_SCHEMA["properties"]["duration"]["pattern"])
 
 
-@dataclass(frozen=True)
-class RawShot:
-    """One shot as read, before validation: its fields and where each one was written."""
+class RawShot(NamedTuple):
+    """One shot as read, before validation: its fields and where each one was written.
+
+    A named tuple rather than a dataclass: a large manifest makes one per row,
+    and creating a tuple costs a third of a frozen dataclass.
+    """
 
     fields: Any
     line: int | None
-    key_lines: Mapping[str, int] = field(default_factory=dict)
+    key_lines: Mapping[str, int] = MappingProxyType({})
     bad: frozenset[str] = frozenset()  # fields whose reading failed; "" for the whole value
 
 
@@ -111,26 +118,42 @@ def field_kind(name: str) -> str:
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 
 
+def _to_bool(text: str) -> bool:
+    try:
+        return BOOL_WORDS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{text!r} is not a yes/no value; use true/false, yes/no or 1/0") from None
+
+
+def _to_int(text: str) -> int:
+    if not _INT_RE.fullmatch(text.strip()):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(text)
+
+
+def _to_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(";") if part.strip()]
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "boolean": _to_bool,
+    "integer": _to_int,
+    "array": _to_list,
+}
+
+
+def converter_for(name: str) -> Callable[[str], Any] | None:
+    """How a text value of this field is read, or None when the text is kept as written."""
+    return _CONVERTERS.get(field_kind(name))
+
+
 def convert_text(name: str, text: str) -> Any:
     """Read a text value (a CSV cell, a ``--default`` value) as the field's kind.
 
     Raises ``ValueError`` with a message for the user when the text does not fit.
     """
-    kind = field_kind(name)
-    if kind == "boolean":
-        try:
-            return BOOL_WORDS[text.strip().lower()]
-        except KeyError:
-            raise ValueError(
-                f"{text!r} is not a yes/no value; use true/false, yes/no or 1/0"
-            ) from None
-    if kind == "integer":
-        if not _INT_RE.fullmatch(text.strip()):
-            raise ValueError(f"{text!r} is not a whole number")
-        return int(text)
-    if kind == "array":
-        return [part.strip() for part in text.split(";") if part.strip()]
-    return text
+    convert = converter_for(name)
+    return text if convert is None else convert(text)
 
 
 def parse_duration(value: Any) -> int | float:
@@ -138,7 +161,11 @@ def parse_duration(value: Any) -> int | float:
 
     Whole values come back as ``int``. Raises ``ValueError`` for anything else.
     """
+    if type(value) is int:
+        return value
     if isinstance(value, str):
+        if value.isascii() and value.isdigit():
+            return int(value)
         if not _DURATION_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a number of seconds")
         number: float = float(value)
@@ -165,10 +192,14 @@ def clamp_duration(duration: int | float) -> tuple[int | float, str | None]:
 
 # A relative reference made only of path characters, with no dot segments, joins
 # onto a base ending in "/" (and holding no query or fragment) by concatenation:
-# exactly what urljoin returns, at a fraction of its cost.
+# exactly what urljoin returns, at a fraction of its cost. Likewise an absolute
+# http(s) URL of plain host and path characters needs no parsing to be accepted.
 _SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._~%-]+"
 _PLAIN_RELATIVE = re.compile(f"{_SEGMENT}(?:/{_SEGMENT})*")
 _PLAIN_BASE = re.compile(r"[^?#]*/")
+_PLAIN_ABSOLUTE = re.compile(
+    r"https?://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%/-]*)?"
+)
 
 
 class RelativeURLError(ValueError):
@@ -193,8 +224,33 @@ def resolve_url(value: str, base: str | None) -> str:
     Relative values resolve against ``base`` (see ``normalise_base_url``).
     Raises ``ValueError`` with a message for the user.
     """
-    if base is not None and _PLAIN_RELATIVE.fullmatch(value) and _PLAIN_BASE.fullmatch(base):
-        return base + value
+    return url_resolver(base)(value)
+
+
+def plain_relative_matcher(base: str | None) -> Callable[[str], object] | None:
+    """A test for values that resolve against ``base`` by concatenation (None: no such base)."""
+    if base is None or not _PLAIN_BASE.fullmatch(base):
+        return None
+    return _PLAIN_RELATIVE.fullmatch
+
+
+def url_resolver(base: str | None) -> Callable[[str], str]:
+    """``resolve_url`` with ``base`` fixed, for resolving many URLs against one base."""
+    plain_base = base if base is not None and _PLAIN_BASE.fullmatch(base) else None
+    plain_relative = _PLAIN_RELATIVE.fullmatch
+    plain_absolute = _PLAIN_ABSOLUTE.fullmatch
+
+    def resolve(value: str) -> str:
+        if plain_absolute(value):
+            return value
+        if plain_base is not None and plain_relative(value):
+            return plain_base + value
+        return _resolve(value, base)
+
+    return resolve
+
+
+def _resolve(value: str, base: str | None) -> str:
     try:
         scheme = urlsplit(value).scheme
         if not scheme:

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchkling.cost import CostPlan, cheapest_fit, check_budget, fit_hint, plan, plan_json
+from batchkling.cost import (
+    CostPlan,
+    cheapest_fit,
+    check_budget,
+    fit_hint,
+    plan,
+    plan_json,
+    total_credits,
+)
 from batchkling.errors import BudgetError
 from batchkling.model import RATES, Job, Shot
 
@@ -155,6 +163,7 @@ def test_totals_are_the_sum_of_their_parts(jobs: list[Job], budget: int | None) 
     """The total equals the sum of the rows and of the per-mode totals; headroom is consistent."""
     cost = plan(jobs, budget)
     assert cost.total == sum(r.credits for r in cost.rows) == sum(t.credits for t in cost.totals)
+    assert cost.total == total_credits(jobs)
     assert sum(t.jobs for t in cost.totals) == len(jobs) == len(cost.rows)
     assert all(
         r.credits == r.seconds * RATES[r.mode] >= r.duration * RATES[r.mode] for r in cost.rows

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import textwrap
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from batchkling._bulk import collector_paused
 from batchkling.errors import ManifestError
 from batchkling.manifest import build_manifest, load_manifest
 from batchkling.manifest_rules import (
     clamp_duration,
     convert_text,
     parse_duration,
+    plain_relative_matcher,
     resolve_url,
     shot_validator,
 )
@@ -532,8 +535,46 @@ _SEGMENT = st.text("abcXYZ019._~-%", min_size=1, max_size=8)
     ),
 )
 def test_relative_urls_resolve_like_urljoin(relative: str, base: str) -> None:
-    """Resolution gives exactly what urljoin gives, including dot segments."""
+    """Resolution, and the concatenation shortcut where it applies, give what urljoin gives."""
     assert resolve_url(relative, base) == urljoin(base, relative)
+    plain = plain_relative_matcher(base)
+    if plain is not None and plain(relative):
+        assert base + relative == urljoin(base, relative)
+
+
+@given(
+    st.sampled_from(["http", "https", "HTTP", "ftp", "file"]),
+    st.text("ab1-.:[]@", max_size=10),
+    st.text("ab/._~%-? #", max_size=10),
+)
+def test_absolute_urls_need_http_and_a_host(scheme: str, host: str, path: str) -> None:
+    """An absolute URL is accepted unchanged iff its scheme is http(s) and it has a host."""
+    url = f"{scheme}://{host}{path}"
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    try:
+        assert resolve_url(url, BASE) == url and valid
+    except ValueError:
+        assert not valid
+
+
+def test_collector_paused_restores_the_collector() -> None:
+    """The collector is off inside the block and back as it was after, even on error."""
+    assert gc.isenabled()
+    with pytest.raises(ManifestError), collector_paused():
+        assert not gc.isenabled()
+        build_manifest(b"", file="m.yaml")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller's choice to keep it off is respected
+    finally:
+        gc.enable()
 
 
 # ---- CSV -----------------------------------------------------------------------------------------

@@ -29,9 +29,7 @@ def parse_budget(text: str) -> int:
     try:
         value = int(text.replace(",", "").replace("_", ""))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a whole number of credits"
-        ) from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of credits") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
     return value
@@ -83,9 +81,7 @@ def add_manifest_options(parser: argparse.ArgumentParser) -> None:
         help="a default for a shot field, e.g. model_mode=pro (repeatable; overrides the "
         "manifest's defaults)",
     )
-    parser.add_argument(
-        "--strict", action="store_true", help="treat every warning as an error"
-    )
+    parser.add_argument("--strict", action="store_true", help="treat every warning as an error")
 
 
 def load_manifest_from_args(args: argparse.Namespace, io: IO) -> Manifest:

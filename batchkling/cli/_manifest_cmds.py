@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
-from batchkling.cost import CostPlan, check_budget, plan, plan_json
+from batchkling.cost import CostPlan, check_budget, plan, plan_json, total_credits
 
 if TYPE_CHECKING:
     from batchkling.cli import IO
@@ -43,31 +43,31 @@ def _plural(n: int, word: str) -> str:
 
 def _validate(args: argparse.Namespace, io: IO) -> int:
     manifest = load_manifest_from_args(args, io)
-    cost = plan(manifest.jobs, manifest.budget)
+    total = total_credits(manifest.jobs)
     summary = (
         f"{args.manifest}: valid: {_plural(len(manifest.shots), 'shot')}, "
-        f"{_plural(len(manifest.jobs), 'job')}, {cost.total:,} credits"
+        f"{_plural(len(manifest.jobs), 'job')}, {total:,} credits"
     )
     if manifest.warnings:
         summary += f", {_plural(len(manifest.warnings), 'warning')}"
-    if cost.budget is not None:
-        fits = "fits" if cost.within_budget else "does not fit"
-        summary += f"; {fits} the budget of {cost.budget:,}"
+    if manifest.budget is not None:
+        fits = "fits" if total <= manifest.budget else "does not fit"
+        summary += f"; {fits} the budget of {manifest.budget:,}"
     print(summary, file=io.out)
     return 0
 
 
 def _duration(value: float) -> str:
+    if type(value) is int:
+        return str(value)
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _table(cost: CostPlan) -> str:
     job_width = max([3, *(len(r.job) for r in cost.rows)])
+    row = f"{{:<{job_width}}}  {{:<8}}  {{:>8}}  {{:>9,}}".format
     lines = [f"{'job':<{job_width}}  {'mode':<8}  {'duration':>8}  {'credits':>9}"]
-    lines += [
-        f"{r.job:<{job_width}}  {r.mode:<8}  {_duration(r.duration):>8}  {r.credits:>9,}"
-        for r in cost.rows
-    ]
+    lines += [row(r.job, r.mode, _duration(r.duration), r.credits) for r in cost.rows]
     lines.append("")
     lines.append(f"{'mode':<8}  {'jobs':>6}  {'seconds':>8}  {'credits':>10}")
     for t in cost.totals:
