@@ -39,7 +39,7 @@ async def check_account(client: SjinnClient, *, needed: int) -> Account:
         )
     if account.balance is not None and account.balance < needed:
         raise InsufficientBalanceError(
-            f"the account's balance of {account.balance:g} credits does not cover the "
+            f"the account's balance of {account.balance:.0f} credits does not cover the "
             f"{needed} credits this run still has to commit. Nothing was sent.",
             hint="Top up the account, lower the plan, or use --budget with --allow-partial.",
         )

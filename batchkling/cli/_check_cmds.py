@@ -87,7 +87,7 @@ def cmd_check(args: argparse.Namespace, io: IO) -> int:
         async with make_http_client() as http:
             client = SjinnClient(http, base_url=base, api_key=key, gate=RequestGate(rate))
             account = await check_account(client, needed=selection.to_commit)
-            balance = "unknown" if account.balance is None else f"{account.balance:g}"
+            balance = "unknown" if account.balance is None else f"{account.balance:.0f}"
             print(
                 f"account: key accepted, balance {balance} credits, "
                 f"{selection.to_commit} still to commit",
