@@ -26,6 +26,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(BENCH)
 
+demo: $(STAMP)
+	$(BIN)/python -m batchkling.demo
+
 plan-example: $(STAMP)
 	$(BIN)/batchkling validate manifests/storyboard.yaml
 	$(BIN)/batchkling plan manifests/storyboard.yaml
