@@ -65,9 +65,15 @@ def _duration(value: float) -> str:
 
 def _table(cost: CostPlan) -> str:
     job_width = max([3, *(len(r.job) for r in cost.rows)])
-    row = f"{{:<{job_width}}}  {{:<8}}  {{:>8}}  {{:>9,}}".format
     lines = [f"{'job':<{job_width}}  {'mode':<8}  {'duration':>8}  {'credits':>9}"]
-    lines += [row(r.job, r.mode, _duration(r.duration), r.credits) for r in cost.rows]
+    # Rows differ mostly by job key: format the rest once per mode and duration.
+    rest: dict[tuple[str, float], str] = {}
+    for r in cost.rows:
+        tail = rest.get((r.mode, r.duration))
+        if tail is None:
+            tail = f"  {r.mode:<8}  {_duration(r.duration):>8}  {r.credits:>9,}"
+            rest[r.mode, r.duration] = tail
+        lines.append(r.job.ljust(job_width) + tail)
     lines.append("")
     lines.append(f"{'mode':<8}  {'jobs':>6}  {'seconds':>8}  {'credits':>10}")
     for t in cost.totals:
