@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         _say(str(exc), out)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _say("interrupted; stopping the emulator.", out)
+        _say("interrupted; stopping the emulator. The next demo starts afresh.", out)
         return EXIT_INTERRUPTED
     finally:
         # The emulator last: a run still in flight needs it to stop cleanly.

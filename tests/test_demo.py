@@ -185,7 +185,7 @@ def test_an_interrupted_demo_still_stops_the_emulator(
     proc.send_signal(sig)
     demo = _finished(proc, timeout=60)
     assert demo.status == 130, (demo.out, demo.err)
-    assert "demo: interrupted; stopping the emulator." in demo.out
+    assert "demo: interrupted; stopping the emulator. The next demo starts afresh." in demo.out
     # The run was told to stop once, so it stopped cleanly: its ledger says so.
     assert '"event":"run_ended"' in (run_dir / "ledger.jsonl").read_text()
     with pytest.raises(ProcessLookupError):
