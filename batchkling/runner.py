@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 
 from batchkling.api import SjinnClient
 from batchkling.errors import (
@@ -172,7 +173,17 @@ class Runner:
         return seq
 
     async def _record(self, event: str, job: str, **fields: object) -> None:
+        """Write an event that records money and wait until it is on disk."""
         await self.ledger.flush(self._write(event, job, **fields))
+
+    async def _note(self, event: str, job: str, **fields: object) -> None:
+        """Write an event that records no money (a finished task, a file, a skip).
+
+        It reaches the disk with the next money event's fsync or at close; losing it
+        to a power cut costs one more poll or download on resume, never a create.
+        """
+        self._write(event, job, **fields)
+        await anyio.lowlevel.checkpoint()
 
     def _emit(self, message: str | None = None) -> None:
         if self._progress is not None:
@@ -228,7 +239,7 @@ class Runner:
 
     async def _feed_all(self, tg: anyio.abc.TaskGroup) -> None:
         for job in self.sel.skipped:
-            await self._record("skipped", job.key, reason="does not fit the budget")
+            await self._note("skipped", job.key, reason="does not fit the budget")
         for job in self.sel.download:
             if not self.opt.no_download:
                 self._spawn(tg, self._download, job, self.ledger.state.record(job.key).output_urls)
@@ -515,7 +526,7 @@ class Runner:
             if status.succeeded:
                 self.result.detection_gaps.append(noticed - last_running)
                 self._planner.observe(klass, (last_running + noticed) / 2 - created)
-                await self._record(
+                await self._note(
                     "completed",
                     job.key,
                     task_id=task_id,
@@ -527,7 +538,7 @@ class Runner:
                     await self._download(job, status.output_urls)
                 return
             if status.failed:
-                await self._record(
+                await self._note(
                     "failed",
                     job.key,
                     task_id=task_id,
@@ -591,7 +602,7 @@ class Runner:
                 continue
             os.replace(part, dest)
             _fsync_dir(dest.parent)
-            await self._record(
+            await self._note(
                 "downloaded",
                 job.key,
                 task_id=task_id,

@@ -137,10 +137,12 @@ class PollPlanner:
         if bounds is None:
             return self._clamp(self.min_interval * self.growth**polls)
         lo, hi = bounds
+        # About five polls across the range where most tasks of the class finished:
+        # detection lags a tenth of that range on average, at a bounded cost.
+        dense = self._clamp((hi - lo) / 5.0)
         if elapsed < lo:
             return self._clamp(lo - elapsed)
         if elapsed <= hi:
-            # Dense where tasks finish: a tenth of the spread, so detection lags little.
-            return self._clamp(min((hi - lo) / 10.0, hi - elapsed + self.min_interval))
+            return dense
         # Slower than almost all before it: back off in proportion to the overshoot.
-        return self._clamp((elapsed - hi) / 2.0)
+        return self._clamp(max(dense, (elapsed - hi) / 2.0))

@@ -268,6 +268,7 @@ def _downloaded(
         rec.bytes = int(_req(ev, "bytes", line))
         rec.sha256 = str(_req(ev, "sha256", line))
         rec.finished_ts = rec.finished_ts or ts
+        rec.output_urls = ()  # temporary links, useless once the file is here
 
 
 _JOB_EVENTS: dict[str, Callable[[RunState, JobRecord, Mapping[str, Any], str, int | None], None]]

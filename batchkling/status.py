@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from batchkling.model import Job, JobState
 from batchkling.state import JobRecord, RunState
@@ -19,7 +20,9 @@ __all__ = [
     "default_run_dir",
     "intact_videos",
     "job_rows",
+    "state_counts",
     "status_json",
+    "write_status_json",
 ]
 
 
@@ -102,11 +105,27 @@ def job_rows(jobs: Sequence[Job] | None, st: RunState, run_dir: Path) -> list[Jo
     return rows
 
 
+def state_counts(rows: Sequence[JobRow]) -> dict[str, int]:
+    """Jobs per state, every state present (zero included), in the states' order."""
+    counts = Counter(r.state.value for r in rows)
+    return {s.value: counts.get(s.value, 0) for s in JobState}
+
+
 def status_json(rows: Sequence[JobRow], st: RunState) -> dict[str, Any]:
     """The ``status --json`` document."""
-    counts = Counter(r.state.value for r in rows)
     return {
         "jobs": [r.as_json() for r in rows],
-        "counts": {s.value: counts.get(s.value, 0) for s in JobState},
+        "counts": state_counts(rows),
         "credits_committed": st.credits_committed,
     }
+
+
+def write_status_json(rows: Sequence[JobRow], st: RunState, out: TextIO) -> None:
+    """Write the ``status --json`` document one job at a time (a 100,000-job run stays small)."""
+    out.write('{"jobs": [')
+    for i, row in enumerate(rows):
+        out.write(",\n  " if i else "\n  ")
+        out.write(json.dumps(row.as_json()))
+    out.write("\n],\n")
+    out.write(f' "counts": {json.dumps(state_counts(rows))},\n')
+    out.write(f' "credits_committed": {st.credits_committed}}}\n')

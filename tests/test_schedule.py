@@ -95,7 +95,7 @@ def test_poll_planner_learns_and_polls_densely_near_finish() -> None:
         p.observe(k, d)
     assert p.next_delay(k, 0.0, 0) == 30.0  # far from the finish: the max bound
     assert p.next_delay(k, 90.0, 3) == 10.0  # wake at the earliest finish seen
-    assert p.next_delay(k, 105.0, 4) == 2.0  # a tenth of the spread
+    assert p.next_delay(k, 105.0, 4) == 4.0  # a fifth of the spread
     assert 1.0 <= p.next_delay(k, 200.0, 9) <= 30.0
     other = ("standard", 5.0)
     assert p.next_delay(other, 0.0, 0) == 1.0  # a different class learned nothing

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import time
@@ -15,7 +14,7 @@ from typing import Any
 import anyio
 
 from batchkling import __version__
-from batchkling.api import RequestGate, SjinnClient, make_http_client
+from batchkling.api import RequestGate, SjinnClient, make_http_client, make_transport
 from batchkling.cli import IO
 from batchkling.cli._manifest_args import (
     add_manifest_options,
@@ -40,7 +39,13 @@ from batchkling.runner import (
 )
 from batchkling.schedule import parse_rate
 from batchkling.selection import Selection, select_work
-from batchkling.status import default_run_dir, intact_videos, job_rows, status_json
+from batchkling.status import (
+    default_run_dir,
+    intact_videos,
+    job_rows,
+    state_counts,
+    write_status_json,
+)
 
 __all__ = ["register"]
 
@@ -386,8 +391,11 @@ def print_reconciliation(outcome: ReconcileOutcome, io: IO) -> None:
 
 async def _run_async(ctx: _Context) -> RunResult:
     options = ctx.options
-    async with make_http_client(max_connections=max(10, options.concurrency + 4)) as http:
-        client = SjinnClient(http, base_url=ctx.base, api_key=ctx.key, gate=ctx.gate)
+    transport = make_transport()
+    async with transport, make_http_client() as http:
+        client = SjinnClient(
+            http, base_url=ctx.base, api_key=ctx.key, gate=ctx.gate, transport=transport
+        )
         if options.usage_settle is not None and any(
             ctx.ledger.state.state_of(j.key) is JobState.IN_DOUBT for j in ctx.manifest.jobs
         ):
@@ -543,12 +551,10 @@ def cmd_status(args: argparse.Namespace, io: IO) -> int:
         )
     st = read.state
     rows = job_rows(jobs, st, Path(run_dir))
-    doc = status_json(rows, st)
     if args.json:
-        json.dump(doc, io.out, indent=2)
-        io.out.write("\n")
+        write_status_json(rows, st, io.out)
         return 0
-    counts = ", ".join(f"{k} {v}" for k, v in doc["counts"].items() if v)
+    counts = ", ".join(f"{k} {v}" for k, v in state_counts(rows).items() if v)
     print(
         f"{len(rows)} jobs: {counts or 'none'}; {st.credits_committed} credits committed",
         file=io.out,
