@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import json
 from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -21,23 +23,28 @@ __all__ = ["load_schema", "schema_names", "schema_registry", "validator_for"]
 _PACKAGE = "batchkling.schemas"
 
 
+def _folder() -> Traversable:
+    try:
+        return resources.files(_PACKAGE)
+    except ModuleNotFoundError:
+        # A source tree used without installing: the schemas sit beside the package.
+        return Path(__file__).resolve().parent.parent / "schemas"
+
+
 @functools.cache
 def _text(name: str) -> str:
     if "/" in name or "\\" in name or not name.endswith(".json"):
         raise ValueError(f"not a schema file name: {name!r}")
     try:
-        return resources.files(_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+        return _folder().joinpath(name).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ValueError(
-            f"no schema named {name!r}; shipped: {', '.join(schema_names())}"
-        ) from None
+        shipped = ", ".join(schema_names())
+        raise ValueError(f"no schema named {name!r}; shipped: {shipped}") from None
 
 
 def schema_names() -> list[str]:
     """The file names of every shipped schema, sorted."""
-    return sorted(
-        entry.name for entry in resources.files(_PACKAGE).iterdir() if entry.name.endswith(".json")
-    )
+    return sorted(entry.name for entry in _folder().iterdir() if entry.name.endswith(".json"))
 
 
 def load_schema(name: str) -> dict[str, Any]:
