@@ -493,13 +493,32 @@ class Runner:
         start = self._clock()
         created = created_at if created_at is not None else start
         klass = (job.shot.model_mode, float(math.ceil(job.shot.duration)))
+        self._planner.started(klass, job.key, created)
+        try:
+            await self._poll_until_done(
+                job, task_id, klass, start, created, release, fresh=created_at is not None
+            )
+        finally:
+            self._planner.stopped(klass, job.key)
+
+    async def _poll_until_done(
+        self,
+        job: Job,
+        task_id: str,
+        klass: tuple[str, float],
+        start: float,
+        created: float,
+        release: Callable[[], None],
+        *,
+        fresh: bool,
+    ) -> None:
         polls = 0
         last_running = created
         logged_unknown = False
         not_found = 0
         while True:
             now = self._clock()
-            if self.opt.no_wait and created_at is not None:
+            if self.opt.no_wait and fresh:
                 return
             if now - start >= self.opt.task_timeout:
                 self.result.timed_out.append(job.key)
@@ -507,7 +526,7 @@ class Runner:
             delay = (
                 0.0
                 if (self.opt.no_wait and polls == 0)
-                else self._planner.next_delay(klass, now - created, polls)
+                else self._planner.next_delay(klass, now - created, polls, now=now)
             )
             delay = min(delay, max(0.0, start + self.opt.task_timeout - now))
             await anyio.sleep(delay)

@@ -108,32 +108,51 @@ class PollPlanner:
     ``max_interval``. Once tasks of the same class (mode and duration) have
     finished in this run, polls are sparse until the fastest of them would have
     finished, dense through the range where most of them finished, and back off
-    again after it. Every delay stays within [min_interval, max_interval].
+    again after it. Every delay is at least ``min_interval``; only the wait until
+    the earliest finish seen may exceed ``max_interval``.
     """
 
     min_interval: float
     max_interval: float
     growth: float = 1.5
     _history: dict[tuple[str, float], list[float]] = field(default_factory=dict)
+    _running: dict[tuple[str, float], dict[str, float]] = field(default_factory=dict)
 
     def observe(self, klass: tuple[str, float], duration: float) -> None:
         """Record how long a finished task of this class took (created to finished)."""
         bisect.insort(self._history.setdefault(klass, []), duration)
 
-    def _bounds(self, klass: tuple[str, float]) -> tuple[float, float] | None:
+    def started(self, klass: tuple[str, float], key: str, created: float) -> None:
+        """A task of this class is running since ``created`` (clock time)."""
+        self._running.setdefault(klass, {})[key] = created
+
+    def stopped(self, klass: tuple[str, float], key: str) -> None:
+        """The task is no longer followed."""
+        self._running.get(klass, {}).pop(key, None)
+
+    def _bounds(self, klass: tuple[str, float], now: float | None) -> tuple[float, float] | None:
         seen = self._history.get(klass)
         if not seen or len(seen) < 3:
             return None
         lo = seen[int(0.05 * (len(seen) - 1))]
         hi = seen[math.ceil(0.95 * (len(seen) - 1))]
+        running = self._running.get(klass)
+        if now is not None and running:
+            # Tasks still running are longer than their age: without this, the
+            # first finishers alone would make every slower task look overdue.
+            hi = max(hi, now - min(running.values()))
         return lo, hi
 
     def _clamp(self, delay: float) -> float:
         return min(self.max_interval, max(self.min_interval, delay))
 
-    def next_delay(self, klass: tuple[str, float], elapsed: float, polls: int) -> float:
+    def next_delay(
+        self, klass: tuple[str, float], elapsed: float, polls: int, *, now: float | None = None
+    ) -> float:
         """Seconds to wait before the next poll, ``elapsed`` seconds after creation."""
-        bounds = self._bounds(klass)
+        if self.min_interval >= self.max_interval:
+            return self.min_interval  # the user pinned the interval: poll at a fixed pace
+        bounds = self._bounds(klass, now)
         if bounds is None:
             return self._clamp(self.min_interval * self.growth**polls)
         lo, hi = bounds
@@ -141,7 +160,9 @@ class PollPlanner:
         # detection lags a tenth of that range on average, at a bounded cost.
         dense = self._clamp((hi - lo) / 5.0)
         if elapsed < lo:
-            return self._clamp(lo - elapsed)
+            # Nothing of this class has finished this early: sleep until it might,
+            # even past the upper bound (which caps the wait for a finishing task).
+            return max(self.min_interval, lo - elapsed)
         if elapsed <= hi:
             return dense
         # Slower than almost all before it: back off in proportion to the overshoot.

@@ -93,9 +93,17 @@ def test_poll_planner_learns_and_polls_densely_near_finish() -> None:
     k = ("pro", 10.0)
     for d in (100, 105, 110, 115, 120):
         p.observe(k, d)
-    assert p.next_delay(k, 0.0, 0) == 30.0  # far from the finish: the max bound
+    assert p.next_delay(k, 0.0, 0) == 100.0  # straight to the earliest finish seen
     assert p.next_delay(k, 90.0, 3) == 10.0  # wake at the earliest finish seen
     assert p.next_delay(k, 105.0, 4) == 4.0  # a fifth of the spread
     assert 1.0 <= p.next_delay(k, 200.0, 9) <= 30.0
     other = ("standard", 5.0)
     assert p.next_delay(other, 0.0, 0) == 1.0  # a different class learned nothing
+
+
+def test_poll_planner_pinned_interval_is_fixed() -> None:
+    """MIN equal to MAX polls at exactly that pace, whatever was learned."""
+    p = PollPlanner(10.0, 10.0)
+    for d in (100, 105, 110):
+        p.observe(("pro", 5.0), d)
+    assert {p.next_delay(("pro", 5.0), e, n) for e, n in ((0, 0), (50, 3), (104, 9))} == {10.0}
