@@ -89,6 +89,9 @@ def screenshot(
     try:
         page.goto(report.absolute().as_uri())
         wait_for_media(page)
+        # Chromium keeps drawing its loading spinner over a video for a moment after
+        # the first frame is ready; a picture taken at once shows the spinner.
+        page.wait_for_timeout(1500)
         page.screenshot(path=str(out), full_page=full_page)
     finally:
         page.close()
