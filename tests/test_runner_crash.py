@@ -100,3 +100,20 @@ def test_second_sigint_exits_at_once(tmp_path: Path, live_emulator_factory: Fact
     out, err = final.communicate(timeout=90)
     assert final.returncode == 0, out + err
     assert set(creates_per_prompt(emu.stats()).values()) == {1}
+
+
+def test_emulator_restart_while_running(tmp_path: Path, live_emulator_factory: Factory) -> None:
+    """The server restarts (keeping its --state) under a running run: the run rides it out."""
+    state = tmp_path / "emulator-state.jsonl"
+    emu = live_emulator_factory(state_file=str(state), gen_seconds=(0.5, 1.0))
+    manifest = write_manifest(tmp_path, emu.base_url, 8)
+    ledger = tmp_path / "board.run" / LEDGER_NAME
+    proc = spawn_run(manifest, emu.base_url, "--concurrency", "3")
+    _wait_for(ledger, "created")
+    emu.stop()
+    time.sleep(0.5)  # requests meanwhile are refused: provably not sent, retried
+    emu.start()
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out + err
+    assert set(creates_per_prompt(emu.stats()).values()) == {1}
+    assert emu.stats()["tasks_created"] == 8
