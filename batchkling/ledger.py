@@ -132,6 +132,20 @@ def _size(path: Path) -> int:
         return 0
 
 
+def _events(path: Path, torn: list[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each whole event with its line number; a torn last line goes into ``torn``."""
+    pending: tuple[int, bytes] | None = None
+    for number, obj, raw in _lines(path):
+        if pending is not None:
+            raise _damaged(path, pending[0])
+        if obj is None:
+            pending = (number, raw)
+            continue
+        yield number, obj
+    if pending is not None:
+        torn.append(pending[1])
+
+
 def fold_ledger(path: Path) -> LedgerFold:
     """Read and fold a ledger in one pass, without a lock and without changing it.
 
@@ -139,33 +153,19 @@ def fold_ledger(path: Path) -> LedgerFold:
     a bad line anywhere else is a ``LedgerError`` naming it.
     """
     st = RunState()
-    torn: tuple[int, bytes] | None = None
-    total = 0
-    for number, obj, raw in _lines(path):
-        if torn is not None:
-            raise _damaged(path, torn[0])
-        if obj is None:
-            torn = (number, raw)
-            continue
+    torn: list[bytes] = []
+    for number, obj in _events(path, torn):
         apply_at(st, obj, number)
-        total += 1
-    st.events = total
-    tail = torn[1] if torn is not None else None
+        st.events += 1
+    tail = torn[0] if torn else None
     return LedgerFold(state=st, torn_tail=tail, valid_size=_size(path) - len(tail or b""))
 
 
 def read_ledger(path: Path) -> LedgerRead:
     """Read a ledger's events without a lock and without changing it."""
-    events: list[dict[str, Any]] = []
-    torn: tuple[int, bytes] | None = None
-    for number, obj, raw in _lines(path):
-        if torn is not None:
-            raise _damaged(path, torn[0])
-        if obj is None:
-            torn = (number, raw)
-            continue
-        events.append(obj)
-    tail = torn[1] if torn is not None else None
+    torn: list[bytes] = []
+    events = [obj for _, obj in _events(path, torn)]
+    tail = torn[0] if torn else None
     return LedgerRead(events=events, torn_tail=tail, valid_size=_size(path) - len(tail or b""))
 
 

@@ -33,6 +33,7 @@ import anyio.lowlevel
 from batchkling.api import SjinnClient
 from batchkling.errors import (
     AccountError,
+    BatchklingError,
     InDoubtError,
     InsufficientBalanceError,
     RefusedError,
@@ -417,6 +418,17 @@ class Runner:
             return await self._send_create(job)
         return None  # only reached if the shielded scope itself was cancelled
 
+    async def _refused(self, job: Job, exc: BatchklingError, *, permanent: bool) -> None:
+        """The create provably charged nothing: permanent fails the job, else it waits."""
+        await self._record(
+            "create_failed",
+            job.key,
+            error=str(exc),
+            permanent=permanent,
+            error_code=getattr(exc, "error_code", None),
+            status_code=getattr(exc, "status_code", None),
+        )
+
     async def _send_create(self, job: Job) -> str | TransientError | None:
         try:
             with anyio.move_on_after(self.opt.shutdown_grace) as guard:
@@ -424,47 +436,16 @@ class Runner:
             if guard.cancelled_caught:
                 raise InDoubtError("create_tool_task: no answer in time.")
         except TransientError as exc:
-            await self._record(
-                "create_failed",
-                job.key,
-                error=str(exc),
-                permanent=False,
-                error_code=exc.error_code,
-                status_code=exc.status_code,
-            )
+            await self._refused(job, exc, permanent=False)
             return exc
         except InDoubtError as exc:
             await self._record("in_doubt", job.key, error=str(exc))
             return None
-        except RefusedError as exc:
-            await self._record(
-                "create_failed",
-                job.key,
-                error=str(exc),
-                permanent=True,
-                error_code=exc.error_code,
-                status_code=exc.status_code,
-            )
-            return None
-        except TaskNotFoundError as exc:
-            await self._record(
-                "create_failed",
-                job.key,
-                error=str(exc),
-                permanent=False,
-                error_code=exc.error_code,
-                status_code=exc.status_code,
-            )
+        except (RefusedError, TaskNotFoundError) as exc:
+            await self._refused(job, exc, permanent=isinstance(exc, RefusedError))
             return None
         except AccountError as exc:
-            await self._record(
-                "create_failed",
-                job.key,
-                error=str(exc),
-                permanent=False,
-                error_code=None,
-                status_code=None,
-            )
+            await self._refused(job, exc, permanent=False)
             self._no_more_creates = True
             if self.result.account_error is None:
                 self.result.account_error = exc
