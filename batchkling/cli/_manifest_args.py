@@ -19,7 +19,13 @@ from batchkling.model import Manifest
 if TYPE_CHECKING:
     from batchkling.cli import IO
 
-__all__ = ["add_manifest_options", "load_manifest_from_args", "parse_budget", "parse_default"]
+__all__ = [
+    "add_manifest_options",
+    "add_shot_overrides",
+    "load_manifest_from_args",
+    "parse_budget",
+    "parse_default",
+]
 
 _DEFAULTABLE = tuple(f for f in SHOT_FIELDS if f != "id")
 
@@ -66,6 +72,16 @@ def add_manifest_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="credit cap for the whole manifest (overrides its budget)",
     )
+    add_shot_overrides(parser)
+    parser.add_argument("--strict", action="store_true", help="treat every warning as an error")
+
+
+def add_shot_overrides(parser: argparse.ArgumentParser) -> None:
+    """Add --image-base-url and --default: what decides a manifest's shots besides the file.
+
+    Commands that read a finished run take them too, so that image URLs resolve as
+    they did for the run.
+    """
     parser.add_argument(
         "--image-base-url",
         metavar="URL",
@@ -81,7 +97,6 @@ def add_manifest_options(parser: argparse.ArgumentParser) -> None:
         help="a default for a shot field, e.g. model_mode=pro (repeatable; overrides the "
         "manifest's defaults)",
     )
-    parser.add_argument("--strict", action="store_true", help="treat every warning as an error")
 
 
 def load_manifest_from_args(args: argparse.Namespace, io: IO) -> Manifest:

@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from batchkling.cli import IO
-from batchkling.cli._manifest_args import load_manifest_from_args, parse_budget, parse_default
+from batchkling.cli._manifest_args import (
+    add_shot_overrides,
+    load_manifest_from_args,
+    parse_budget,
+)
 from batchkling.cli._run_cmds import add_run_dir_option
 from batchkling.errors import BatchklingError, LedgerError, UsageError
 from batchkling.images import distinct_urls
@@ -56,20 +60,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="credit cap to compare against (default: the budget of the last run, "
         "else the manifest's)",
     )
-    p.add_argument(
-        "--image-base-url",
-        metavar="URL",
-        help="where relative image names resolve (overrides the manifest's image_base_url)",
-    )
-    p.add_argument(
-        "--default",
-        dest="defaults",
-        action="append",
-        type=parse_default,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a default for a shot field, as given to `run` (repeatable)",
-    )
+    add_shot_overrides(p)
     add_run_dir_option(p)
     p.add_argument(
         "--format",

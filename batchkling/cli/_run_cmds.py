@@ -18,8 +18,8 @@ from batchkling.api import RequestGate, SjinnClient, make_http_client, make_tran
 from batchkling.cli import IO
 from batchkling.cli._manifest_args import (
     add_manifest_options,
+    add_shot_overrides,
     load_manifest_from_args,
-    parse_default,
 )
 from batchkling.cli._progress import ProgressPrinter
 from batchkling.errors import AccountError, LedgerError, PreflightError, UsageError
@@ -131,20 +131,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument("manifest", nargs="?", metavar="MANIFEST")
     add_run_dir_option(s)
     s.add_argument("--json", action="store_true", help="print one JSON document")
-    s.add_argument(
-        "--image-base-url",
-        metavar="URL",
-        help="as given to run, for a manifest with relative image names",
-    )
-    s.add_argument(
-        "--default",
-        dest="defaults",
-        action="append",
-        type=parse_default,
-        default=[],
-        metavar="KEY=VALUE",
-        help="as given to run",
-    )
+    add_shot_overrides(s)
     s.set_defaults(handler=cmd_status)
 
 
