@@ -8,22 +8,47 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import anyio
 import httpx
 
 from batchkling.api import Account, SjinnClient
-from batchkling.errors import InsufficientBalanceError, MembershipError, Problem
+from batchkling.errors import (
+    InDoubtError,
+    InsufficientBalanceError,
+    MembershipError,
+    Problem,
+    TransientError,
+)
 from batchkling.images import problems_for
 from batchkling.model import Manifest
 from batchkling.preflight_images import check_images
+from batchkling.schedule import retry_after_delay
 
 __all__ = ["check_account", "check_manifest_images"]
 
 
+ACCOUNT_ATTEMPTS = 5
+
+
+async def _account(client: SjinnClient) -> Account:
+    # A free call: retry anything that is not a refusal, as a create would be.
+    for attempt in range(ACCOUNT_ATTEMPTS):
+        try:
+            return await client.account()
+        except (TransientError, InDoubtError) as exc:
+            if attempt == ACCOUNT_ATTEMPTS - 1:
+                raise
+            wait = exc.retry_after if exc.retry_after is not None else 2.0**attempt
+            await anyio.sleep(retry_after_delay(wait, rand=random.random()))
+    raise AssertionError("unreachable")
+
+
 async def check_account(client: SjinnClient, *, needed: int) -> Account:
     """Raise an ``AccountError`` (exit 4) unless the account can pay for ``needed`` credits."""
-    account = await client.account()  # AuthError when the key is refused
+    account = await _account(client)  # AuthError when the key is refused
     if needed <= 0:
         return account
     if account.subscription is not None and not account.subscription_active:

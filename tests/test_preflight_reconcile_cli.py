@@ -224,3 +224,19 @@ def test_usage_unavailable_changes_nothing(tmp_path: Path, live_emulator_factory
     res = run_cli("reconcile", str(manifest), "--api-base", emu.base_url)
     assert res.code == 1 and "could not be read" in res.err
     assert (tmp_path / "board.run" / "ledger.jsonl").read_text() == before
+
+
+def test_account_check_rides_out_a_rate_limit(
+    tmp_path: Path, live_emulator_factory: Factory
+) -> None:
+    """A 429 on the free account call is retried after Retry-After, not a failed pre-flight."""
+    emu = live_emulator_factory(rate_limit=1)
+    manifest = write_manifest(tmp_path, emu.base_url, 1)
+    httpx.post(
+        emu.base_url + "/api/un-api/query_account_status",
+        json={},
+        headers={"Authorization": "Bearer test-key"},
+    )
+    res = run_cli("check", str(manifest), "--api-base", emu.base_url)
+    assert res.code == 0, res.err
+    assert emu.stats()["requests"]["query_account_status"].get("429", 0) >= 1
