@@ -240,3 +240,14 @@ def test_account_check_rides_out_a_rate_limit(
     res = run_cli("check", str(manifest), "--api-base", emu.base_url)
     assert res.code == 0, res.err
     assert emu.stats()["requests"]["query_account_status"].get("429", 0) >= 1
+
+
+def test_run_reports_orphan_charges(tmp_path: Path, live_emulator_factory: Factory) -> None:
+    """A run that reconciles names the charges no job of it claims."""
+    emu = live_emulator_factory(lost_response_rate=1.0)
+    manifest = write_manifest(tmp_path, emu.base_url, 1)
+    _charge(emu, 4500, datetime.now(timezone.utc), task_id="somebody-elses-task")
+    res = run_cli("run", str(manifest), "--api-base", emu.base_url, *FAST)
+    assert res.code == 0, res.out + res.err
+    assert "orphan charge: task somebody-elses-task, 4500 credits" in res.out
+    assert emu.stats()["tasks_created"] == 1

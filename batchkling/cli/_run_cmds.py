@@ -507,6 +507,12 @@ def _print_summary(
         print(f"still running after --task-timeout: {', '.join(result.timed_out)}", file=io.out)
     for note in result.notes:
         print(note, file=io.out)
+    for charge in result.orphans:
+        print(
+            f"orphan charge: task {charge.task_id}, {charge.credits:g} credits at "
+            f"{charge.at.isoformat()}, claimed by no job of this run.",
+            file=io.out,
+        )
     if result.interrupted:
         print(
             f"interrupted. To resume, run the same command again (run directory {run_dir}).",
