@@ -18,7 +18,7 @@ import json as _json
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ __all__ = [
     "make_http_client",
     "make_transport",
     "parse_retry_after",
+    "pick_video",
 ]
 
 CREATE_PATH = "/api/un-api/create_tool_task"
@@ -89,6 +90,14 @@ def make_http_client(*, transport: httpx.AsyncBaseTransport | None = None) -> ht
         follow_redirects=True,
         headers={"User-Agent": "batchkling"},
     )
+
+
+def pick_video(urls: Sequence[str]) -> str:
+    """The first URL whose path ends in ``.mp4``, else the first (``urls`` is not empty)."""
+    for url in urls:
+        if url.split("?", 1)[0].lower().endswith(".mp4"):
+            return url
+    return urls[0]
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -134,10 +143,7 @@ class TaskStatus:
 
     def video_url(self) -> str | None:
         """The first output URL ending in ``.mp4``, else the first."""
-        for url in self.output_urls:
-            if url.split("?", 1)[0].lower().endswith(".mp4"):
-                return url
-        return self.output_urls[0] if self.output_urls else None
+        return pick_video(self.output_urls) if self.output_urls else None
 
 
 @dataclass(frozen=True)

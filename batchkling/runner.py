@@ -17,7 +17,6 @@ Every API request passes the client's ``RequestGate`` (even pacing, shared pause
 from __future__ import annotations
 
 import math
-import os
 import random
 import statistics
 import time
@@ -25,12 +24,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import anyio
 import anyio.lowlevel
 
 from batchkling.api import SjinnClient
+from batchkling.downloader import Downloader
 from batchkling.errors import (
     AccountError,
     BatchklingError,
@@ -55,18 +54,12 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "Runner",
-    "video_path",
 ]
 
 DEFAULT_POLL_MIN = 5.0
 DEFAULT_POLL_MAX = 30.0
 DEFAULT_TASK_TIMEOUT = 1800.0
 SHUTDOWN_GRACE = 30.0
-
-
-def video_path(run_dir: Path, job_key: str) -> Path:
-    """Where a job's video lives: ``<run-dir>/videos/<job key>.mp4``."""
-    return run_dir / "videos" / f"{job_key}.mp4"
 
 
 @dataclass(frozen=True)
@@ -150,7 +143,15 @@ class Runner:
             ledger.state.state_of(job.key).value for job in self.jobs
         )
         self._slots = anyio.Semaphore(options.concurrency)
-        self._downloads = anyio.CapacityLimiter(max(2, min(options.concurrency, 16)))
+        self._downloader = Downloader(
+            client,
+            ledger.run_dir,
+            attempts=options.download_attempts,
+            parallel=max(2, min(options.concurrency, 16)),
+            backoff_base=options.backoff_base,
+            backoff_cap=options.backoff_cap,
+            rand=rand,
+        )
         self._budget_lock = anyio.Lock()
         self._price_locks: dict[int, anyio.Lock] = {}
         self._stopping = False
@@ -560,81 +561,22 @@ class Runner:
     # -- downloading -------------------------------------------------------------------
 
     async def _download(self, job: Job, urls: Sequence[str]) -> None:
-        rec = self.ledger.state.record(job.key)
-        task_id = rec.task_id
+        task_id = self.ledger.state.record(job.key).task_id
         if task_id is None:
             return
-        dest = video_path(self.ledger.run_dir, job.key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
-        current = list(urls)
-        for attempt in range(self.opt.download_attempts):
-            if not current:
-                current = await self._fresh_urls(task_id)
-                if not current:
-                    await anyio.sleep(
-                        backoff(
-                            attempt,
-                            base=self.opt.backoff_base,
-                            cap=self.opt.backoff_cap,
-                            rand=self._rand(),
-                        )
-                    )
-                    continue
-            url = _pick_video(current)
-            try:
-                async with self._downloads:
-                    size, sha = await self.client.download(url, part)
-            except RefusedError:
-                current = []  # expired: ask the server for a fresh URL
-                continue
-            except TransientError:
-                await anyio.sleep(
-                    backoff(
-                        attempt,
-                        base=self.opt.backoff_base,
-                        cap=self.opt.backoff_cap,
-                        rand=self._rand(),
-                    )
-                )
-                if attempt >= 1:
-                    current = []
-                continue
-            os.replace(part, dest)
-            _fsync_dir(dest.parent)
-            await self._note(
-                "downloaded",
-                job.key,
-                task_id=task_id,
-                path=str(dest.relative_to(self.ledger.run_dir)),
-                bytes=size,
-                sha256=sha,
-            )
+        got = await self._downloader.fetch(job.key, task_id, urls)
+        if got is None:
+            self.result.notes.append(f"{job.key}: the download failed; run again to retry it.")
             return
-        self.result.notes.append(f"{job.key}: the download failed; run again to retry it.")
-
-    async def _fresh_urls(self, task_id: str) -> list[str]:
-        try:
-            status = await self.client.query(task_id)
-        except (TransientError, InDoubtError, TaskNotFoundError):
-            return []
-        return list(status.output_urls) if status.succeeded else []
+        await self._note(
+            "downloaded",
+            job.key,
+            task_id=task_id,
+            path=str(got.path.relative_to(self.ledger.run_dir)),
+            bytes=got.bytes,
+            sha256=got.sha256,
+        )
 
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _pick_video(urls: Sequence[str]) -> str:
-    for url in urls:
-        if url.split("?", 1)[0].lower().endswith(".mp4"):
-            return url
-    return urls[0]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
