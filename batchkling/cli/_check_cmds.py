@@ -10,14 +10,14 @@ import anyio
 
 from batchkling.api import RequestGate, SjinnClient, make_http_client
 from batchkling.cli import IO
-from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
-from batchkling.cli._run_cmds import (
+from batchkling.cli._common import (
     add_api_options,
     add_run_dir_option,
     api_base_from,
     api_key_from,
     print_reconciliation,
 )
+from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
 from batchkling.errors import PreflightError, UsageError
 from batchkling.ledger import LEDGER_NAME, Ledger, fold_ledger
 from batchkling.model import JobState

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from batchkling.cli import IO
+from batchkling.cli._common import add_run_dir_option
 from batchkling.cli._manifest_args import (
     add_shot_overrides,
     load_manifest_from_args,
     parse_budget,
 )
-from batchkling.cli._run_cmds import add_run_dir_option
 from batchkling.errors import BatchklingError, LedgerError, UsageError
 from batchkling.images import distinct_urls
 from batchkling.ledger import LEDGER_NAME, read_ledger, utc_now

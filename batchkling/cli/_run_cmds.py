@@ -1,4 +1,4 @@
-"""`batchkling run` and `batchkling status`."""
+"""`batchkling run`."""
 
 from __future__ import annotations
 
@@ -16,19 +16,25 @@ import anyio
 from batchkling import __version__
 from batchkling.api import RequestGate, SjinnClient, make_http_client, make_transport
 from batchkling.cli import IO
+from batchkling.cli._common import (
+    add_api_options,
+    add_run_dir_option,
+    api_base_from,
+    api_key_from,
+    open_run,
+    print_reconciliation,
+)
 from batchkling.cli._manifest_args import (
     add_manifest_options,
-    add_shot_overrides,
     load_manifest_from_args,
 )
 from batchkling.cli._progress import ProgressPrinter
-from batchkling.errors import AccountError, LedgerError, PreflightError, UsageError
-from batchkling.ledger import LEDGER_NAME, Ledger, fold_ledger
-from batchkling.manifest import load_manifest
+from batchkling.errors import AccountError, PreflightError, UsageError
+from batchkling.ledger import Ledger
 from batchkling.model import DEFAULT_CONCURRENCY, JobState, Manifest
 from batchkling.preflight import check_account, check_manifest_images
 from batchkling.reconcile import DEFAULT_SETTLE
-from batchkling.reconciler import ReconcileOutcome, reconcile_ledger
+from batchkling.reconciler import reconcile_ledger
 from batchkling.runner import (
     DEFAULT_POLL_MAX,
     DEFAULT_POLL_MIN,
@@ -42,19 +48,15 @@ from batchkling.selection import Selection, select_work
 from batchkling.status import (
     default_run_dir,
     intact_videos,
-    job_rows,
-    state_counts,
-    write_status_json,
 )
 
 __all__ = ["register"]
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 130
-DEFAULT_API_BASE = "https://sjinn.ai"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add `run` and `status`."""
+    """Add `run`."""
     p = sub.add_parser(
         "run",
         help="render every job of a manifest (running it again resumes)",
@@ -127,36 +129,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.set_defaults(handler=cmd_run)
 
-    s = sub.add_parser("status", help="show the state of every job of a run (no network)")
-    s.add_argument("manifest", nargs="?", metavar="MANIFEST")
-    add_run_dir_option(s)
-    s.add_argument("--json", action="store_true", help="print one JSON document")
-    add_shot_overrides(s)
-    s.set_defaults(handler=cmd_status)
-
-
-def add_run_dir_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--run-dir",
-        type=Path,
-        metavar="DIR",
-        help="run directory (default: <manifest dir>/<manifest stem>.run/)",
-    )
-
-
-def add_api_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--api-base",
-        metavar="URL",
-        help=f"API base URL (default: $SJINN_API_BASE, else {DEFAULT_API_BASE})",
-    )
-    p.add_argument(
-        "--api-key-file",
-        type=Path,
-        metavar="PATH",
-        help="read the API key from this file (default: $SJINN_API_KEY)",
-    )
-
 
 def _positive_int(text: str) -> int:
     try:
@@ -166,34 +138,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
-
-
-def api_key_from(args: argparse.Namespace) -> str:
-    """The API key from --api-key-file or $SJINN_API_KEY; never printed."""
-    if args.api_key_file is not None:
-        try:
-            key: str = args.api_key_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read --api-key-file {args.api_key_file}: {exc.strerror}."
-            ) from None
-        if not key:
-            raise UsageError(f"--api-key-file {args.api_key_file} is empty.")
-        return key
-    key = os.environ.get("SJINN_API_KEY", "").strip()
-    if not key:
-        raise UsageError(
-            "no API key: set SJINN_API_KEY or pass --api-key-file PATH.",
-            hint="Nothing was read or sent.",
-        )
-    return key
-
-
-def api_base_from(args: argparse.Namespace) -> str:
-    base = args.api_base or os.environ.get("SJINN_API_BASE") or DEFAULT_API_BASE
-    if not base.startswith(("http://", "https://")):
-        raise UsageError(f"--api-base {base!r} is not an http(s) URL.")
-    return base
 
 
 def parse_poll_interval(text: str) -> tuple[float, float]:
@@ -208,23 +152,6 @@ def parse_poll_interval(text: str) -> tuple[float, float]:
     if hi < lo:
         raise UsageError(f"--poll-interval {text!r}: MAX is below MIN.")
     return lo, hi
-
-
-def open_run(manifest: Manifest, run_dir: Path, io: IO) -> Ledger:
-    """Lock and read the run directory's ledger, writing its header if it is new."""
-    ledger = Ledger.open(run_dir)
-    for warning in ledger.warnings:
-        print(f"batchkling: warning: {warning}", file=io.err)
-    if ledger.state.header is None:
-        ledger.append_sync(
-            "header",
-            None,
-            version=__version__,
-            format=1,
-            manifest=str(Path(manifest.path).absolute()),
-            manifest_sha256=manifest.sha256,
-        )
-    return ledger
 
 
 def cmd_run(args: argparse.Namespace, io: IO) -> int:
@@ -341,39 +268,6 @@ class _Context:
     run_dir: Path
     preflight: bool
     quiet: bool
-
-
-def print_reconciliation(outcome: ReconcileOutcome, io: IO) -> None:
-    """One line per finding of a reconciliation."""
-    if outcome.unavailable is not None:
-        print(
-            f"batchkling: the credits usage could not be read ({outcome.unavailable}); "
-            "in-doubt jobs are left as they are.",
-            file=io.err,
-        )
-        return
-    res = outcome.result
-    if res is None:
-        return
-    for job, charge in res.adopted:
-        print(
-            f"reconciled: {job} was charged as task {charge.task_id} at "
-            f"{charge.at.isoformat()}; it is followed like any other.",
-            file=io.err,
-        )
-    for job in res.not_created:
-        print(f"not created: {job} was never charged; it is submitted again.", file=io.err)
-    for job, cands in res.ambiguous:
-        ids = ", ".join(f"{c.task_id} ({c.credits:g} credits at {c.at.isoformat()})" for c in cands)
-        print(f"still in doubt: {job}: several charges could be its create: {ids}", file=io.err)
-    for job in res.waiting:
-        print(f"still in doubt: {job}: no charge yet; the usage has not settled.", file=io.err)
-    for c in res.orphans:
-        print(
-            f"orphan charge: task {c.task_id}, {c.credits:g} credits at {c.at.isoformat()}, "
-            "claimed by no job of this run.",
-            file=io.err,
-        )
 
 
 async def _run_async(ctx: _Context) -> RunResult:
@@ -518,45 +412,3 @@ def _print_summary(
             f"interrupted. To resume, run the same command again (run directory {run_dir}).",
             file=io.out,
         )
-
-
-def cmd_status(args: argparse.Namespace, io: IO) -> int:
-    if args.manifest is None and args.run_dir is None:
-        raise UsageError("status needs MANIFEST or --run-dir DIR.")
-    jobs = None
-    if args.manifest is not None:
-        manifest = load_manifest(
-            args.manifest, image_base_url=args.image_base_url, defaults=dict(args.defaults) or None
-        )
-        jobs = manifest.jobs
-        run_dir = args.run_dir or default_run_dir(manifest.path)
-    else:
-        run_dir = args.run_dir
-    ledger_path = Path(run_dir) / LEDGER_NAME
-    if not ledger_path.exists() and args.manifest is None:
-        raise LedgerError(f"no ledger at {ledger_path}: nothing has run in {run_dir}.")
-    read = fold_ledger(ledger_path)
-    if read.torn_tail is not None:
-        print(
-            f"batchkling: warning: {ledger_path}: the last line is torn "
-            f"({len(read.torn_tail)} bytes); the next run cuts it off.",
-            file=io.err,
-        )
-    st = read.state
-    rows = job_rows(jobs, st, Path(run_dir))
-    if args.json:
-        write_status_json(rows, st, io.out)
-        return 0
-    counts = ", ".join(f"{k} {v}" for k, v in state_counts(rows).items() if v)
-    print(
-        f"{len(rows)} jobs: {counts or 'none'}; {st.credits_committed} credits committed",
-        file=io.out,
-    )
-    width = max((len(r.job) for r in rows), default=3)
-    for r in rows:
-        tail = r.output or r.error or ""
-        print(
-            f"{r.job:<{width}}  {r.state.value:<9}  {r.credits:>6}  {r.task_id or '-':<36}  {tail}",
-            file=io.out,
-        )
-    return 0

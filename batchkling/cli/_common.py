@@ -1,0 +1,127 @@
+"""What several commands share: the run directory, the API options and key, opening a run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from batchkling import __version__
+from batchkling.cli import IO
+from batchkling.errors import UsageError
+from batchkling.ledger import Ledger
+from batchkling.model import Manifest
+from batchkling.reconciler import ReconcileOutcome
+
+__all__ = [
+    "DEFAULT_API_BASE",
+    "add_api_options",
+    "add_run_dir_option",
+    "api_base_from",
+    "api_key_from",
+    "open_run",
+    "print_reconciliation",
+]
+
+DEFAULT_API_BASE = "https://sjinn.ai"
+
+
+def add_run_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        metavar="DIR",
+        help="run directory (default: <manifest dir>/<manifest stem>.run/)",
+    )
+
+
+def add_api_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--api-base",
+        metavar="URL",
+        help=f"API base URL (default: $SJINN_API_BASE, else {DEFAULT_API_BASE})",
+    )
+    p.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="PATH",
+        help="read the API key from this file (default: $SJINN_API_KEY)",
+    )
+
+
+def api_key_from(args: argparse.Namespace) -> str:
+    """The API key from --api-key-file or $SJINN_API_KEY; never printed."""
+    if args.api_key_file is not None:
+        try:
+            key: str = args.api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read --api-key-file {args.api_key_file}: {exc.strerror}."
+            ) from None
+        if not key:
+            raise UsageError(f"--api-key-file {args.api_key_file} is empty.")
+        return key
+    key = os.environ.get("SJINN_API_KEY", "").strip()
+    if not key:
+        raise UsageError(
+            "no API key: set SJINN_API_KEY or pass --api-key-file PATH.",
+            hint="Nothing was read or sent.",
+        )
+    return key
+
+
+def api_base_from(args: argparse.Namespace) -> str:
+    base = args.api_base or os.environ.get("SJINN_API_BASE") or DEFAULT_API_BASE
+    if not base.startswith(("http://", "https://")):
+        raise UsageError(f"--api-base {base!r} is not an http(s) URL.")
+    return base
+
+
+def open_run(manifest: Manifest, run_dir: Path, io: IO) -> Ledger:
+    """Lock and read the run directory's ledger, writing its header if it is new."""
+    ledger = Ledger.open(run_dir)
+    for warning in ledger.warnings:
+        print(f"batchkling: warning: {warning}", file=io.err)
+    if ledger.state.header is None:
+        ledger.append_sync(
+            "header",
+            None,
+            version=__version__,
+            format=1,
+            manifest=str(Path(manifest.path).absolute()),
+            manifest_sha256=manifest.sha256,
+        )
+    return ledger
+
+
+def print_reconciliation(outcome: ReconcileOutcome, io: IO) -> None:
+    """One line per finding of a reconciliation."""
+    if outcome.unavailable is not None:
+        print(
+            f"batchkling: the credits usage could not be read ({outcome.unavailable}); "
+            "in-doubt jobs are left as they are.",
+            file=io.err,
+        )
+        return
+    res = outcome.result
+    if res is None:
+        return
+    for job, charge in res.adopted:
+        print(
+            f"reconciled: {job} was charged as task {charge.task_id} at "
+            f"{charge.at.isoformat()}; it is followed like any other.",
+            file=io.err,
+        )
+    for job in res.not_created:
+        print(f"not created: {job} was never charged; it is submitted again.", file=io.err)
+    for job, cands in res.ambiguous:
+        ids = ", ".join(f"{c.task_id} ({c.credits:g} credits at {c.at.isoformat()})" for c in cands)
+        print(f"still in doubt: {job}: several charges could be its create: {ids}", file=io.err)
+    for job in res.waiting:
+        print(f"still in doubt: {job}: no charge yet; the usage has not settled.", file=io.err)
+    for c in res.orphans:
+        print(
+            f"orphan charge: task {c.task_id}, {c.credits:g} credits at {c.at.isoformat()}, "
+            "claimed by no job of this run.",
+            file=io.err,
+        )
