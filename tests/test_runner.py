@@ -351,3 +351,17 @@ def test_lost_video_is_downloaded_again(tmp_path: Path, live_emulator_factory: F
     video.unlink()
     assert run(manifest, emu).code == 0
     assert video.exists() and emu.stats()["tasks_created"] == 1
+
+
+def test_run_dir_of_another_manifest_is_warned_about(
+    tmp_path: Path, live_emulator_factory: Factory
+) -> None:
+    """Pointing a second manifest at a run directory warns, and the budget still counts both."""
+    emu = live_emulator_factory()
+    first = write_manifest(tmp_path, emu.base_url, 1, name="first")
+    second = write_manifest(tmp_path, emu.base_url, 2, name="second", prompt="other {i}")
+    shared = tmp_path / "shared.run"
+    assert run(first, emu, "--run-dir", str(shared)).code == 0
+    res = run(second, emu, "--run-dir", str(shared), "--budget", "2500", "--allow-partial")
+    assert "was made for" in res.err
+    assert emu.stats()["credits_charged"]["test-key"] <= 2500

@@ -82,14 +82,25 @@ def open_run(manifest: Manifest, run_dir: Path, io: IO) -> Ledger:
     ledger = Ledger.open(run_dir)
     for warning in ledger.warnings:
         print(f"batchkling: warning: {warning}", file=io.err)
-    if ledger.state.header is None:
+    path = str(Path(manifest.path).absolute())
+    header = ledger.state.header
+    if header is None:
         ledger.append_sync(
             "header",
             None,
             version=__version__,
             format=1,
-            manifest=str(Path(manifest.path).absolute()),
+            manifest=path,
             manifest_sha256=manifest.sha256,
+        )
+    elif header.get("manifest") != path:
+        # Job keys are only meaningful within one manifest: say so, but the budget
+        # still counts everything this ledger committed.
+        print(
+            f"batchkling: warning: the run directory {run_dir} was made for "
+            f"{header.get('manifest')}, not {path}; jobs with the same keys are taken as "
+            "the same jobs.",
+            file=io.err,
         )
     return ledger
 
