@@ -8,8 +8,8 @@ from pathlib import Path
 
 from batchkling import __version__
 from batchkling.cli import IO
-from batchkling.errors import UsageError
-from batchkling.ledger import Ledger
+from batchkling.errors import LedgerError, UsageError
+from batchkling.ledger import LEDGER_NAME, Ledger
 from batchkling.model import Manifest
 from batchkling.reconciler import ReconcileOutcome
 
@@ -19,8 +19,10 @@ __all__ = [
     "add_run_dir_option",
     "api_base_from",
     "api_key_from",
+    "existing_ledger",
     "open_run",
     "print_reconciliation",
+    "warn_torn_tail",
 ]
 
 DEFAULT_API_BASE = "https://sjinn.ai"
@@ -103,6 +105,24 @@ def open_run(manifest: Manifest, run_dir: Path, io: IO) -> Ledger:
             file=io.err,
         )
     return ledger
+
+
+def existing_ledger(run_dir: Path, *, required: bool) -> Path:
+    """The run directory's ledger path; with ``required``, an error when nothing ran there."""
+    path = Path(run_dir) / LEDGER_NAME
+    if required and not path.exists():
+        raise LedgerError(f"no ledger at {path}: nothing has run in {run_dir}.")
+    return path
+
+
+def warn_torn_tail(path: Path, torn_tail: bytes | None, io: IO) -> None:
+    """Say that a reader without the lock found an unfinished last line (and left it)."""
+    if torn_tail is not None:
+        print(
+            f"batchkling: warning: {path}: the last line is torn "
+            f"({len(torn_tail)} bytes); the next run cuts it off.",
+            file=io.err,
+        )
 
 
 def print_reconciliation(outcome: ReconcileOutcome, io: IO) -> None:

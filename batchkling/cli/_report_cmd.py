@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from batchkling.cli import IO
-from batchkling.cli._common import add_run_dir_option
+from batchkling.cli._common import add_run_dir_option, existing_ledger, warn_torn_tail
 from batchkling.cli._manifest_args import (
     add_shot_overrides,
     load_manifest_from_args,
     parse_budget,
 )
-from batchkling.errors import BatchklingError, LedgerError, UsageError
+from batchkling.errors import BatchklingError, UsageError
 from batchkling.images import distinct_urls
-from batchkling.ledger import LEDGER_NAME, read_ledger, utc_now
+from batchkling.ledger import read_ledger, utc_now
 from batchkling.manifest import load_manifest
 from batchkling.model import Manifest
 from batchkling.preflight_images import local_copy_path
@@ -145,16 +145,9 @@ def cmd_report(args: argparse.Namespace, io: IO) -> int:
         run_dir = default_run_dir(manifest.path)
     else:
         raise UsageError("report needs MANIFEST or --run-dir DIR.")
-    ledger_path = run_dir / LEDGER_NAME
-    if manifest is None and not ledger_path.exists():
-        raise LedgerError(f"no ledger at {ledger_path}: nothing has run in {run_dir}.")
+    ledger_path = existing_ledger(run_dir, required=manifest is None)
     read = read_ledger(ledger_path)
-    if read.torn_tail is not None:
-        print(
-            f"batchkling: warning: {ledger_path}: the last line is torn "
-            f"({len(read.torn_tail)} bytes); the next run cuts it off.",
-            file=io.err,
-        )
+    warn_torn_tail(ledger_path, read.torn_tail, io)
     st = fold(read.events)
     if manifest is None:
         manifest = _manifest_of_header(st.header, io)

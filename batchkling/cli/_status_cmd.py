@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from batchkling.cli import IO
-from batchkling.cli._common import add_run_dir_option
+from batchkling.cli._common import add_run_dir_option, existing_ledger, warn_torn_tail
 from batchkling.cli._manifest_args import add_shot_overrides
-from batchkling.errors import LedgerError, UsageError
-from batchkling.ledger import LEDGER_NAME, fold_ledger
+from batchkling.errors import UsageError
+from batchkling.ledger import fold_ledger
 from batchkling.manifest import load_manifest
 from batchkling.status import default_run_dir, job_rows, state_counts, write_status_json
 
@@ -39,16 +39,9 @@ def cmd_status(args: argparse.Namespace, io: IO) -> int:
         run_dir = args.run_dir or default_run_dir(manifest.path)
     else:
         run_dir = args.run_dir
-    ledger_path = Path(run_dir) / LEDGER_NAME
-    if not ledger_path.exists() and args.manifest is None:
-        raise LedgerError(f"no ledger at {ledger_path}: nothing has run in {run_dir}.")
+    ledger_path = existing_ledger(run_dir, required=args.manifest is None)
     read = fold_ledger(ledger_path)
-    if read.torn_tail is not None:
-        print(
-            f"batchkling: warning: {ledger_path}: the last line is torn "
-            f"({len(read.torn_tail)} bytes); the next run cuts it off.",
-            file=io.err,
-        )
+    warn_torn_tail(ledger_path, read.torn_tail, io)
     st = read.state
     rows = job_rows(jobs, st, Path(run_dir))
     if args.json:
