@@ -251,3 +251,15 @@ def test_run_reports_orphan_charges(tmp_path: Path, live_emulator_factory: Facto
     assert res.code == 0, res.out + res.err
     assert "orphan charge: task somebody-elses-task, 4500 credits" in res.out
     assert emu.stats()["tasks_created"] == 1
+
+
+def test_usage_lag_shorter_than_settle_never_pays_twice(
+    tmp_path: Path, live_emulator_factory: Factory
+) -> None:
+    """The usage shows charges late; waiting out --usage-settle adopts instead of resending."""
+    emu = live_emulator_factory(lost_response_rate=1.0, usage_lag=0.6)
+    manifest = write_manifest(tmp_path, emu.base_url, 2)
+    res = run_cli("run", str(manifest), "--api-base", emu.base_url, *FAST, "--usage-settle", "1.0")
+    assert res.code == 0, res.out + res.err
+    assert emu.stats()["tasks_created"] == 2
+    assert status_json(manifest)["counts"]["done"] == 2
