@@ -16,16 +16,14 @@ import email.utils
 import hashlib
 import json as _json
 import os
-import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 
+from batchkling.api_types import Account, TaskStatus, UsagePage, UsageRecord, pick_video
 from batchkling.errors import (
     AuthError,
     InDoubtError,
@@ -35,8 +33,8 @@ from batchkling.errors import (
     TaskNotFoundError,
     TransientError,
 )
+from batchkling.gate import RequestGate
 from batchkling.model import USAGE_TASK_TYPE
-from batchkling.schedule import Pacer, Rate, retry_after_delay
 
 __all__ = [
     "CREATE_PATH",
@@ -92,14 +90,6 @@ def make_http_client(*, transport: httpx.AsyncBaseTransport | None = None) -> ht
     )
 
 
-def pick_video(urls: Sequence[str]) -> str:
-    """The first URL whose path ends in ``.mp4``, else the first (``urls`` is not empty)."""
-    for url in urls:
-        if url.split("?", 1)[0].lower().endswith(".mp4"):
-            return url
-    return urls[0]
-
-
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
     if value is None:
@@ -114,132 +104,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-# -- answers ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskStatus:
-    """One answer of ``query_tool_task_status``."""
-
-    task_id: str
-    status: int | None
-    output_urls: tuple[str, ...] = ()
-    error: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == 1 and bool(self.output_urls)
-
-    @property
-    def failed(self) -> bool:
-        return self.status == -1
-
-    @property
-    def known(self) -> bool:
-        """False for a status value the reference does not document (logged, treated as running)."""
-        return self.status in (0, 1, -1)
-
-    def video_url(self) -> str | None:
-        """The first output URL ending in ``.mp4``, else the first."""
-        return pick_video(self.output_urls) if self.output_urls else None
-
-
-@dataclass(frozen=True)
-class Account:
-    """``query_account_status``: who the key belongs to, the balance, the subscription."""
-
-    email: str | None
-    name: str | None
-    balance: float | None
-    subscription: Mapping[str, Any] | None
-
-    @property
-    def subscription_active(self) -> bool:
-        if not self.subscription:
-            return False
-        return str(self.subscription.get("status", "")).lower() in ("active", "trialing")
-
-
-@dataclass(frozen=True)
-class UsageRecord:
-    """One charge in the account's credits usage."""
-
-    id: str
-    task_type: str
-    task_id: str | None
-    cost_credits: float
-    create_time: str
-
-
-@dataclass(frozen=True)
-class UsagePage:
-    records: tuple[UsageRecord, ...]
-    next_cursor: str | None
-
-
-# -- the gate every API request passes ------------------------------------------
-
-
-class RequestGate:
-    """Evenly paced API requests, and one shared pause when the server pushes back.
-
-    A 429 or 503 with ``Retry-After`` holds every request back until then (the
-    limit is the account's, not one job's). Repeated 429/5xx answers without one
-    open a breaker: one shared pause that doubles while failures continue.
-    """
-
-    def __init__(
-        self,
-        rate: Rate,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        rand: Callable[[], float] = random.random,
-        breaker_threshold: int = 3,
-        breaker_cap: float = 60.0,
-    ) -> None:
-        self._pacer = Pacer(rate)
-        self._clock = clock
-        self._rand = rand
-        self._paused_until = 0.0
-        self._failures = 0
-        self._threshold = breaker_threshold
-        self._cap = breaker_cap
-        self.calls = 0
-        self.pauses = 0
-
-    async def wait(self) -> None:
-        """Return when the next API request may be sent; counts it."""
-        while True:
-            now = self._clock()
-            if now < self._paused_until:
-                await anyio.sleep(self._paused_until - now)
-                continue
-            at = self._pacer.reserve(now)
-            if at > now:
-                await anyio.sleep(at - now)
-            if self._clock() >= self._paused_until:
-                self.calls += 1
-                return
-
-    def succeeded(self) -> None:
-        self._failures = 0
-
-    def pushed_back(self, retry_after: float | None) -> None:
-        """The server answered 429 or 5xx; ``retry_after`` is its Retry-After, if any."""
-        self._failures += 1
-        now = self._clock()
-        pause = 0.0
-        if retry_after is not None:
-            pause = retry_after_delay(retry_after, rand=self._rand())
-        elif self._failures >= self._threshold:
-            step = min(self._cap, 2.0 ** (self._failures - self._threshold))
-            pause = step / 2 + self._rand() * step / 2
-        if pause > 0 and now + pause > self._paused_until:
-            self._paused_until = now + pause
-            self._pacer.push_back(self._paused_until)
-            self.pauses += 1
 
 
 # -- the client ------------------------------------------------------------------
