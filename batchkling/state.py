@@ -178,27 +178,31 @@ def _set_outcome(st: RunState, attempt: Attempt, outcome: str) -> None:
     attempt.outcome = outcome
 
 
+def _running(
+    st: RunState, rec: JobRecord, last: Attempt, ev: Mapping[str, Any], line: int | None
+) -> None:
+    _set_outcome(st, last, "created")
+    last.task_id = rec.task_id = str(_req(ev, "task_id", line))
+    rec.state = JobState.RUNNING
+    rec.error = None
+
+
 def _created(
     st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
 ) -> None:
     last = _last(rec, "created", line)
     last.ended_ts = ts
-    _set_outcome(st, last, "created")
-    last.task_id = rec.task_id = str(_req(ev, "task_id", line))
-    rec.state = JobState.RUNNING
+    _running(st, rec, last, ev, line)
     rec.created_ts = ts
-    rec.error = None
 
 
 def _reconciled(
     st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
 ) -> None:
+    # The create ended when its answer was lost; the task dates from the intent.
     last = _last(rec, "reconciled", line)
-    _set_outcome(st, last, "created")
-    last.task_id = rec.task_id = str(_req(ev, "task_id", line))
-    rec.state = JobState.RUNNING
+    _running(st, rec, last, ev, line)
     rec.created_ts = last.intent_ts
-    rec.error = None
 
 
 def _create_failed(

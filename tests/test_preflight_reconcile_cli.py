@@ -73,6 +73,8 @@ def test_run_refuses_to_spend_when_preflight_fails(
     res = run_cli("run", str(manifest), "--api-base", emu.base_url, *FAST)
     assert res.code == 2 and "404" in res.err
     assert emu.stats()["tasks_created"] == 0
+    last = (tmp_path / "imgs.run" / "ledger.jsonl").read_text().splitlines()[-1]
+    assert '"event":"run_ended"' in last and '"exit_status":2' in last
 
 
 def test_second_check_sends_only_conditional_requests(

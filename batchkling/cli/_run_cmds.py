@@ -29,7 +29,7 @@ from batchkling.cli._manifest_args import (
     load_manifest_from_args,
 )
 from batchkling.cli._progress import ProgressPrinter
-from batchkling.errors import AccountError, PreflightError, UsageError
+from batchkling.errors import BatchklingError, PreflightError, UsageError
 from batchkling.ledger import Ledger
 from batchkling.model import DEFAULT_CONCURRENCY, JobState, Manifest
 from batchkling.preflight import check_account, check_manifest_images
@@ -209,7 +209,6 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
         )
         printer = ProgressPrinter(io.err, enabled=not args.quiet)
         gate = RequestGate(rate)
-        status = EXIT_INCOMPLETE
         try:
             result = anyio.run(
                 _run_async,
@@ -228,16 +227,12 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
                     quiet=args.quiet,
                 ),
             )
-        except AccountError as exc:
-            status = exc.exit_code
-            raise
-        except PreflightError as exc:
-            status = exc.exit_code
+        except BatchklingError as exc:
+            # Refused before or during the run (pre-flight, account): the ledger says so.
+            ledger.append_sync("run_ended", None, exit_status=exc.exit_code, api_calls=gate.calls)
             raise
         finally:
             printer.close()
-            if status != EXIT_INCOMPLETE:
-                ledger.append_sync("run_ended", None, exit_status=status, api_calls=gate.calls)
         status = _exit_status(result, manifest, ledger, options)
         if result.account_error is not None and not result.interrupted:
             status = result.account_error.exit_code
