@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from batchkling._bulk import collector_paused
+from batchkling._util import collector_paused
 from batchkling.errors import BudgetError
 from batchkling.model import RATES, Job
 
@@ -84,7 +84,7 @@ def plan(jobs: Sequence[Job], budget: int | None) -> CostPlan:
     append, ceil, rates = rows.append, math.ceil, RATES
     jobs_by_mode = dict.fromkeys(RATES, 0)
     seconds_by_mode = dict.fromkeys(RATES, 0)
-    with collector_paused():  # one row per job, none cyclic: see batchkling._bulk
+    with collector_paused():  # one row per job, none cyclic: see batchkling._util
         for job in jobs:
             shot = job.shot
             mode = shot.model_mode

@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from batchkling.cli._mock_server import READY_PREFIX
+from batchkling.cli.mock_server import READY_PREFIX
 from batchkling.emulator.config import parse_range
 from batchkling.ledger import LEDGER_NAME, fold_ledger
-from batchkling.manifest import load_manifest
+from batchkling.manifest.load import load_manifest
 from batchkling.model import JobState
 
 __all__ = [

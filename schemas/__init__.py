@@ -1,1 +1,1 @@
-"""The JSON Schemas batchkling ships; read them with ``batchkling.schema_files.load_schema``."""
+"""The JSON Schemas batchkling ships; read them with ``batchkling.manifest.schemas.load_schema``."""

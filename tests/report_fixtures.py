@@ -16,11 +16,11 @@ from pathlib import Path
 
 from batchkling.emulator.assets import sample_video
 from batchkling.emulator.frames import render_frame
-from batchkling.images import copy_name
 from batchkling.ledger import Ledger
-from batchkling.manifest import load_manifest
+from batchkling.manifest.load import load_manifest
 from batchkling.model import Job, Manifest
-from batchkling.preflight_images import COPIES_DIR
+from batchkling.preflight.image_fetch import COPIES_DIR
+from batchkling.preflight.image_rules import copy_name
 
 __all__ = [
     "EVIL_ERROR",

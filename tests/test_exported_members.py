@@ -33,7 +33,7 @@ def test_runner_never_imports_the_emulator_stack() -> None:
     import sys
 
     code = (
-        "import sys, batchkling.runner, batchkling.cli._run_cmds, batchkling.reconciler;"
+        "import sys, batchkling.run.runner, batchkling.cli.run, batchkling.reconcile.usage;"
         "bad = [m for m in ('starlette', 'uvicorn') if m in sys.modules];"
         "print(','.join(bad))"
     )

@@ -10,21 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TextIO
 
 from batchkling import __version__
+from batchkling.cli._io import IO
 from batchkling.errors import BatchklingError, ManifestError, PreflightError
 
-__all__ = ["IO", "console_main", "main"]
-
-
-@dataclass
-class IO:
-    """The streams a command writes to; tests pass their own."""
-
-    out: TextIO
-    err: TextIO
+__all__ = ["console_main", "main"]
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -42,11 +34,6 @@ def _build_parser() -> argparse.ArgumentParser:
     for register in _commands.REGISTRY:
         register(sub)
     return parser
-
-
-class _ParserExit(Exception):
-    def __init__(self, status: int) -> None:
-        self.status = status
 
 
 def main(

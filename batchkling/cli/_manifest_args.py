@@ -13,11 +13,11 @@ import argparse
 import difflib
 from typing import TYPE_CHECKING, Any
 
-from batchkling.manifest import SHOT_FIELDS, convert_text, load_manifest
+from batchkling.manifest.load import SHOT_FIELDS, convert_text, load_manifest
 from batchkling.model import Manifest
 
 if TYPE_CHECKING:
-    from batchkling.cli import IO
+    from batchkling.cli._io import IO
 
 __all__ = [
     "add_manifest_options",

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from batchkling.runner import Progress
+from batchkling.run.runner import Progress
 
 __all__ = ["PLAIN_EVERY", "ProgressPrinter"]
 

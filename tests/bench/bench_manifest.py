@@ -119,7 +119,7 @@ def _floor(path: str) -> Callable[[], dict[str, Any]]:
 
     import yaml
 
-    from batchkling.schema_files import validator_for
+    from batchkling.manifest.schemas import validator_for
 
     iter_errors = validator_for("shot.schema.json").iter_errors
 

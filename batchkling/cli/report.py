@@ -1,0 +1,192 @@
+"""`batchkling report`: an HTML storyboard, CSV or JSON of a run, from the ledger alone."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from batchkling.cli._io import IO
+from batchkling.cli._manifest_args import (
+    add_shot_overrides,
+    load_manifest_from_args,
+    parse_budget,
+)
+from batchkling.cli._options import add_run_dir_option, existing_ledger, warn_torn_tail
+from batchkling.errors import BatchklingError, UsageError
+from batchkling.ledger import read_ledger, utc_now
+from batchkling.manifest.load import load_manifest
+from batchkling.model import Manifest
+from batchkling.preflight.image_fetch import local_copy_path
+from batchkling.preflight.image_rules import distinct_urls
+from batchkling.report.build import (
+    FORMATS,
+    Report,
+    build_report,
+    last_budget,
+    render_csv,
+    render_json,
+)
+from batchkling.report.rows import default_run_dir, intact_videos, job_rows
+from batchkling.report.storyboard import render_html
+from batchkling.state import fold
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add `report`."""
+    p = sub.add_parser(
+        "report",
+        help="write an HTML storyboard, a CSV or a JSON report of a run (no network)",
+        description="Build a report of a run from MANIFEST and the run directory's ledger, "
+        "without network access, and print the path written.",
+    )
+    p.add_argument(
+        "manifest",
+        nargs="?",
+        metavar="MANIFEST",
+        help="the manifest (default: the one the ledger's header names)",
+    )
+    # The same overrides as `run`: image URLs must resolve as they did for the run
+    # to find the local copies pre-flight kept of them.
+    p.add_argument(
+        "--budget",
+        type=parse_budget,
+        metavar="N",
+        help="credit cap to compare against (default: the budget of the last run, "
+        "else the manifest's)",
+    )
+    add_shot_overrides(p)
+    add_run_dir_option(p)
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="html",
+        help="html (default): a storyboard page; csv: one row per job; json: rows and totals",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="where to write (default: <run-dir>/report.<format>; - for standard output, "
+        "with file links relative to the current directory)",
+    )
+    p.set_defaults(handler=cmd_report, strict=False)
+
+
+def _recorded_sha(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """The sha256 of the manifest the latest run was started with."""
+    for ev in reversed(events):
+        if ev.get("event") in ("run_started", "header") and ev.get("manifest_sha256"):
+            return str(ev["manifest_sha256"])
+    return None
+
+
+def _manifest_of_header(header: Mapping[str, Any] | None, io: IO) -> Manifest | None:
+    """The manifest the ledger was made for, when it can still be read; else a warning."""
+    path = header.get("manifest") if header is not None else None
+    if not isinstance(path, str):
+        return None
+    try:
+        return load_manifest(path)
+    except BatchklingError as exc:
+        print(
+            f"batchkling: warning: cannot read the manifest {path} named by the ledger "
+            f"({exc.message}); the report shows the ledger only.",
+            file=io.err,
+        )
+        return None
+
+
+def _budget(
+    option: int | None, events: Sequence[Mapping[str, Any]], manifest: Manifest | None
+) -> int | None:
+    """--budget, else the budget the last run was held to, else the manifest's."""
+    if option is not None:
+        return option
+    recorded = last_budget(events)
+    if recorded is not None:
+        return recorded
+    return manifest.budget if manifest is not None else None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # A report opened in a browser while it is rewritten is never seen half-written.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        # mkstemp makes the file private; a report is for sharing, like any file written.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _render(report: Report, fmt: str, base_dir: Path) -> str:
+    if fmt == "csv":
+        return render_csv(report)
+    if fmt == "json":
+        return render_json(report)
+    return render_html(report, base_dir=str(base_dir))
+
+
+def cmd_report(args: argparse.Namespace, io: IO) -> int:
+    manifest = load_manifest_from_args(args, io) if args.manifest is not None else None
+    if args.run_dir is not None:
+        run_dir = Path(args.run_dir).absolute()
+    elif manifest is not None:
+        run_dir = default_run_dir(manifest.path)
+    else:
+        raise UsageError("report needs MANIFEST or --run-dir DIR.")
+    ledger_path = existing_ledger(run_dir, required=manifest is None)
+    read = read_ledger(ledger_path)
+    warn_torn_tail(ledger_path, read.torn_tail, io)
+    st = fold(read.events)
+    if manifest is None:
+        manifest = _manifest_of_header(st.header, io)
+    recorded = _recorded_sha(read.events)
+    if manifest is not None and recorded is not None and recorded != manifest.sha256:
+        print(
+            f"batchkling: warning: {manifest.path} changed since the last run; "
+            "the report shows its current prompts and images.",
+            file=io.err,
+        )
+
+    copies: dict[str, str] = {}
+    if manifest is not None:
+        for url in distinct_urls(manifest.shots):
+            copy = local_copy_path(run_dir, url)
+            if copy is not None:
+                copies[url] = str(copy.absolute())
+    title = run_dir.name
+    if manifest is not None:
+        title = manifest.name or Path(manifest.path).stem
+    report = build_report(
+        job_rows(manifest.jobs if manifest else None, st, run_dir),
+        st,
+        events=read.events,
+        title=title,
+        generated=utc_now(),
+        run_dir=str(run_dir),
+        budget=_budget(args.budget, read.events, manifest),
+        manifest_path=str(Path(manifest.path).absolute()) if manifest else None,
+        manifest_sha256=manifest.sha256 if manifest else None,
+        image_copies=copies,
+        videos=intact_videos(run_dir, st),
+    )
+
+    if args.output == "-":
+        io.out.write(_render(report, args.format, Path.cwd()))
+        return 0
+    target = Path(args.output) if args.output else run_dir / f"report.{args.format}"
+    target = target.absolute()
+    _write_atomically(target, _render(report, args.format, target.parent))
+    print(target, file=io.out)
+    return 0
