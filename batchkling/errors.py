@@ -41,6 +41,7 @@ __all__ = [
     "PreflightError",
     "Problem",
     "RefusedError",
+    "RunDirWriteError",
     "TaskNotFoundError",
     "TransientError",
     "UsageError",
@@ -121,6 +122,14 @@ class LockedError(LedgerError):
     def __init__(self, message: str, *, pid: int | None = None) -> None:
         super().__init__(message)
         self.pid = pid
+
+
+class RunDirWriteError(LedgerError):
+    """The run directory could not be written (a full disk, a file size limit, an I/O
+    error) or its ledger was changed under the run. Nothing more is created; the
+    ledger holds only whole lines."""
+
+    exit_code = 5
 
 
 class AccountError(BatchklingError):

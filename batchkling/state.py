@@ -19,23 +19,29 @@ Events (each a JSON object with ``ts``, ``event`` and ``job``; see
 - ``not_created``: an in-doubt create proven never to have happened: ``pending``.
 - ``completed`` / ``failed``: the task finished on the server.
 - ``downloaded``: the video is on disk, verified: ``done``.
-- ``skipped``: not submitted because the budget did not allow it.
+- ``skipped``: not submitted because the budget did not allow it. Only a job that
+  was never sent can be skipped: a job with a create behind it keeps its state,
+  whatever a later selection thinks of it (states only move forward).
+- ``moved``: a manifest entry's key changed (a rename, a case change, takes 1 to
+  2) while its request stayed the same: the record moves to the new key (``to``),
+  so nothing is rendered again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from batchkling.errors import LedgerError
 from batchkling.model import JobState
 
 __all__ = [
-    "ATTEMPT_OUTCOMES",
     "EVENTS",
     "Attempt",
     "JobRecord",
+    "Outcome",
     "RunState",
     "apply",
     "apply_at",
@@ -57,12 +63,24 @@ EVENTS = frozenset(
         "failed",
         "downloaded",
         "skipped",
+        "moved",
     }
 )
 
-# What became of one create: only "created" and "in_doubt" count as money spent.
-ATTEMPT_OUTCOMES = ("sending", "created", "refused", "in_doubt", "not_created")
-_CHARGED = frozenset({"sending", "created", "in_doubt"})
+
+class Outcome(str, Enum):
+    """What became of one create."""
+
+    SENDING = "sending"  # the intent is written; the answer is not (yet)
+    CREATED = "created"
+    REFUSED = "refused"  # the API provably charged nothing
+    IN_DOUBT = "in_doubt"
+    NOT_CREATED = "not_created"  # proven never to have reached the provider
+
+
+# An attempt counts as money spent unless it is proven uncharged: a create still
+# being sent, or whose answer was lost, may have been charged.
+_CHARGED = frozenset({Outcome.SENDING, Outcome.CREATED, Outcome.IN_DOUBT})
 
 
 @dataclass(slots=True)
@@ -72,7 +90,7 @@ class Attempt:
     credits: int
     fingerprint: str
     intent_ts: str
-    outcome: str = "sending"
+    outcome: Outcome = Outcome.SENDING
     task_id: str | None = None
     ended_ts: str | None = None
 
@@ -111,7 +129,13 @@ class JobRecord:
 
     @property
     def last_attempt(self) -> Attempt | None:
+        """The most recent create of this job, if any was ever written."""
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def ever_sent(self) -> bool:
+        """True once an intent was written: from then on the job may have been charged."""
+        return bool(self.attempts)
 
 
 @dataclass
@@ -122,13 +146,11 @@ class RunState:
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0
-    # Kept current by every event, so the runner's budget check is O(1).
-    committed: int = 0
-
-    @property
-    def credits_committed(self) -> int:
-        """Credits committed by every attempt in the ledger, jobs no longer in the manifest too."""
-        return self.committed
+    # Credits committed by every charged attempt in the ledger, jobs no longer in
+    # the manifest too. Kept current by every event, so the budget check is O(1).
+    credits_committed: int = 0
+    # Old key -> new key, for every ``moved`` event, in ledger order.
+    moves: dict[str, str] = field(default_factory=dict)
 
     def record(self, job: str) -> JobRecord:
         """The record of ``job``; a job the ledger never mentioned is pending."""
@@ -136,6 +158,7 @@ class RunState:
         return rec if rec is not None else JobRecord(job=job)
 
     def state_of(self, job: str) -> JobState:
+        """The state of ``job``; a job the ledger never mentioned is pending."""
         rec = self.jobs.get(job)
         return JobState.PENDING if rec is None else rec.state
 
@@ -159,7 +182,7 @@ def _req(ev: Mapping[str, Any], key: str, line: int | None) -> Any:
 def _intent(st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None) -> None:
     credits = int(_req(ev, "credits", line))
     rec.attempts.append(Attempt(credits, str(_req(ev, "fingerprint", line)), ts))
-    st.committed += credits
+    st.credits_committed += credits
     # Until the answer is recorded, the create may have been sent and charged.
     rec.state = JobState.IN_DOUBT
     rec.task_id = rec.error = rec.output = rec.sha256 = rec.bytes = rec.skip_reason = None
@@ -172,16 +195,18 @@ def _last(rec: JobRecord, kind: str, line: int | None) -> Attempt:
     return rec.attempts[-1]
 
 
-def _set_outcome(st: RunState, attempt: Attempt, outcome: str) -> None:
+def _set_outcome(st: RunState, attempt: Attempt, outcome: Outcome) -> None:
     # Keep the running total equal to the sum over charged attempts, whatever the order.
-    st.committed += attempt.credits * ((outcome in _CHARGED) - (attempt.outcome in _CHARGED))
+    st.credits_committed += attempt.credits * (
+        (outcome in _CHARGED) - (attempt.outcome in _CHARGED)
+    )
     attempt.outcome = outcome
 
 
 def _running(
     st: RunState, rec: JobRecord, last: Attempt, ev: Mapping[str, Any], line: int | None
 ) -> None:
-    _set_outcome(st, last, "created")
+    _set_outcome(st, last, Outcome.CREATED)
     last.task_id = rec.task_id = str(_req(ev, "task_id", line))
     rec.state = JobState.RUNNING
     rec.error = None
@@ -210,7 +235,7 @@ def _create_failed(
 ) -> None:
     last = _last(rec, "create_failed", line)
     last.ended_ts = ts
-    _set_outcome(st, last, "refused")
+    _set_outcome(st, last, Outcome.REFUSED)
     rec.error = ev.get("error")
     rec.state = JobState.FAILED if ev.get("permanent") else JobState.PENDING
 
@@ -220,7 +245,7 @@ def _in_doubt(
 ) -> None:
     last = _last(rec, "in_doubt", line)
     last.ended_ts = ts
-    _set_outcome(st, last, "in_doubt")
+    _set_outcome(st, last, Outcome.IN_DOUBT)
     rec.error = ev.get("error")
     rec.state = JobState.IN_DOUBT
 
@@ -228,7 +253,7 @@ def _in_doubt(
 def _not_created(
     st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
 ) -> None:
-    _set_outcome(st, _last(rec, "not_created", line), "not_created")
+    _set_outcome(st, _last(rec, "not_created", line), Outcome.NOT_CREATED)
     rec.error = None
     rec.state = JobState.PENDING
 
@@ -236,8 +261,27 @@ def _not_created(
 def _skipped(
     st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None
 ) -> None:
+    # A job with a create behind it is done, running, failed or in doubt: marking
+    # it skipped would hide that money, and a later run would pay for it again.
+    if rec.ever_sent:
+        return
     rec.state = JobState.SKIPPED
     rec.skip_reason = ev.get("reason")
+
+
+def _moved(st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None) -> None:
+    to = _req(ev, "to", line)
+    if to.__class__ is not str or not to:
+        raise _bad(line, f"'moved' for job {rec.job!r} needs a job name in 'to'")
+    if to == rec.job:
+        return
+    target = st.jobs.get(to)
+    if target is not None and target.ever_sent:
+        raise _bad(line, f"'moved' from {rec.job!r} onto {to!r}, which has creates of its own")
+    del st.jobs[rec.job]
+    rec.job = to
+    st.jobs[to] = rec
+    st.moves[ev["job"]] = to
 
 
 def _current(rec: JobRecord, ev: Mapping[str, Any]) -> bool:
@@ -284,6 +328,7 @@ _JOB_EVENTS = {
     "in_doubt": _in_doubt,
     "not_created": _not_created,
     "skipped": _skipped,
+    "moved": _moved,
     "completed": _completed,
     "failed": _failed,
     "downloaded": _downloaded,

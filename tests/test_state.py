@@ -162,3 +162,56 @@ def test_any_prefix_folds_consistently(steps: list[str]) -> None:
         assert s.credits_committed == sum(r.credits for r in s.jobs.values())
         if cut and events[cut - 1]["event"] == "intent":
             assert s.state_of("a") is JobState.IN_DOUBT
+
+
+@pytest.mark.parametrize(
+    ("events", "state"),
+    [
+        ([ev("created", task_id="t")], JobState.RUNNING),
+        ([ev("created", task_id="t"), ev("completed", task_id="t")], JobState.COMPLETED),
+        (
+            [
+                ev("created", task_id="t"),
+                ev("completed", task_id="t"),
+                ev("downloaded", task_id="t", path="videos/a.mp4", bytes=1, sha256="0" * 64),
+            ],
+            JobState.DONE,
+        ),
+        ([ev("created", task_id="t"), ev("failed", task_id="t")], JobState.FAILED),
+        ([ev("in_doubt", error="lost")], JobState.IN_DOUBT),
+        ([], JobState.IN_DOUBT),
+        ([ev("create_failed", error="busy", permanent=False)], JobState.PENDING),
+    ],
+)
+def test_skipped_never_hides_a_job_that_was_sent(
+    events: list[dict[str, Any]], state: JobState
+) -> None:
+    """A job with a create behind it keeps its state when a later run marks it skipped."""
+    s = fold([intent(), *events, ev("skipped", reason="the budget is used up")])
+    assert s.state_of("a") is state
+    assert s.credits_committed == fold([intent(), *events]).credits_committed
+
+
+def test_skipped_applies_to_a_job_never_sent() -> None:
+    """A job that never had an intent is skipped with its reason."""
+    s = fold([ev("skipped", reason="does not fit the budget")])
+    assert s.state_of("a") is JobState.SKIPPED
+    assert s.record("a").skip_reason == "does not fit the budget"
+
+
+def test_moved_carries_the_record_to_the_new_key() -> None:
+    """A renamed entry keeps its task, state and money under its new key."""
+    s = fold(
+        [intent("Intro"), ev("created", "Intro", task_id="t1"), ev("moved", "Intro", to="intro")]
+    )
+    assert "Intro" not in s.jobs
+    assert s.state_of("intro") is JobState.RUNNING
+    assert s.record("intro").task_id == "t1"
+    assert s.credits_committed == 1000
+    assert s.moves == {"Intro": "intro"}
+
+
+def test_moved_onto_a_key_with_creates_of_its_own_is_refused() -> None:
+    """Two records with money are never merged into one key."""
+    with pytest.raises(LedgerError, match="creates of its own"):
+        fold([intent("a"), intent("b"), ev("moved", "a", to="b")])
