@@ -14,7 +14,7 @@ from typing import Any
 
 from batchkling._util import collector_paused
 from batchkling.errors import BudgetError
-from batchkling.model import RATES, Job
+from batchkling.model import RATES, Job, credits_for
 
 __all__ = [
     "CostPlan",
@@ -75,7 +75,7 @@ class CostPlan:
 
 def total_credits(jobs: Sequence[Job]) -> int:
     """The credits of all ``jobs``: the total of ``plan`` without building its rows."""
-    return sum(math.ceil(job.shot.duration) * RATES[job.shot.model_mode] for job in jobs)
+    return sum(credits_for(job.shot.duration, job.shot.model_mode) for job in jobs)
 
 
 def plan(jobs: Sequence[Job], budget: int | None) -> CostPlan:

@@ -35,6 +35,7 @@ from batchkling.manifest.load import load_manifest
 from batchkling.model import JobState
 
 __all__ = [
+    "DEFAULT_RUN_DIR",
     "DEMO_GEN_SECONDS",
     "DEMO_RUN_OPTIONS",
     "REPO_ROOT",
@@ -49,12 +50,12 @@ DEFAULT_RUN_DIR = REPO_ROOT / "demo.run"
 DEMO_GEN_SECONDS = (2.0, 6.0)
 # 30 jobs of 2-6 s each, eight at a time, polled often: the run takes about 25 s.
 DEMO_RUN_OPTIONS = ("--concurrency", "8", "--rate", "20/s", "--poll-interval", "0.5,3")
-DEMO_API_KEY = "demo"  # the emulator accepts any non-empty key
-SERVER_START_TIMEOUT = 30.0
-SERVER_STOP_TIMEOUT = 10.0
+_DEMO_API_KEY = "demo"  # the emulator accepts any non-empty key
+_SERVER_START_TIMEOUT = 30.0
+_SERVER_STOP_TIMEOUT = 10.0
 # The run waits at most 30 s for creates already sent once it is told to stop.
-RUN_STOP_TIMEOUT = 40.0
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+_RUN_STOP_TIMEOUT = 40.0
+_EXIT_USAGE, _EXIT_INTERRUPTED = 2, 130
 
 
 class _DemoError(Exception):
@@ -152,10 +153,10 @@ def _start_server(gen: tuple[float, float]) -> tuple[subprocess.Popen[str], str]
     assert proc.stdout is not None
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
-        ready = sel.select(SERVER_START_TIMEOUT)
+        ready = sel.select(_SERVER_START_TIMEOUT)
     line = proc.stdout.readline() if ready else ""
     if not line.startswith(READY_PREFIX):
-        _stop(proc, signal.SIGTERM, SERVER_STOP_TIMEOUT)
+        _stop(proc, signal.SIGTERM, _SERVER_STOP_TIMEOUT)
         raise _DemoError(
             f"the emulator did not start (exit status {proc.returncode}); its error is above."
         )
@@ -193,7 +194,7 @@ def _wait_run(proc: subprocess.Popen[str]) -> int:
     # First interrupt: the run stops sending creates and waits for those in flight.
     # A second one makes it quit at once, as it does when run by hand.
     _signal(proc, signal.SIGINT)
-    deadline = time.monotonic() + RUN_STOP_TIMEOUT
+    deadline = time.monotonic() + _RUN_STOP_TIMEOUT
     while True:
         try:
             proc.wait(max(0.0, deadline - time.monotonic()))
@@ -214,7 +215,7 @@ def _child(args: Sequence[str], *, capture: bool = False) -> subprocess.Popen[st
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE if capture else None,
         text=True,
-        env={**os.environ, "SJINN_API_KEY": DEMO_API_KEY},
+        env={**os.environ, "SJINN_API_KEY": _DEMO_API_KEY},
         # Out of the terminal's process group: a Ctrl-C reaches the demo alone,
         # which passes it on once (see _wait_run) instead of twice.
         start_new_session=True,
@@ -255,7 +256,7 @@ def _demo(
     if report.returncode != 0:
         _say(f"the report could not be written (exit status {report.returncode}).", out)
         return run_status or report.returncode
-    _stop(server, signal.SIGTERM, SERVER_STOP_TIMEOUT)
+    _stop(server, signal.SIGTERM, _SERVER_STOP_TIMEOUT)
     _say(f"report: {written.strip()}", out)
     _say(_summary(run_dir, frames, time.monotonic() - started), out)
     return run_status
@@ -267,7 +268,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     args = _parser().parse_args(argv)
     if not STORYBOARD.is_file():
         _say(f"no {STORYBOARD}: the demo runs from a clone of the repository.", out)
-        return EXIT_USAGE
+        return _EXIT_USAGE
     children: list[subprocess.Popen[str]] = []
     # SIGTERM (from `make`, a CI runner or kill) takes the same way out as Ctrl-C.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -275,18 +276,18 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         return _demo(args, out, children.append)
     except _DemoError as exc:
         _say(str(exc), out)
-        return EXIT_USAGE
+        return _EXIT_USAGE
     except KeyboardInterrupt:
         _say("interrupted; stopping the emulator. The next demo starts afresh.", out)
-        return EXIT_INTERRUPTED
+        return _EXIT_INTERRUPTED
     finally:
         # The emulator last: a run still in flight needs it to stop cleanly.
         for proc in reversed(children):
             try:
-                _stop(proc, signal.SIGTERM, SERVER_STOP_TIMEOUT)
+                _stop(proc, signal.SIGTERM, _SERVER_STOP_TIMEOUT)
             except KeyboardInterrupt:
                 # Impatience while stopping: stop harder, but do stop.
-                _stop(proc, signal.SIGKILL, SERVER_STOP_TIMEOUT)
+                _stop(proc, signal.SIGKILL, _SERVER_STOP_TIMEOUT)
         signal.signal(signal.SIGTERM, previous)
 
 

@@ -1,25 +1,32 @@
 """The one exception tree of batchkling.
 
 Library code raises these; only the CLI turns them into a line on stderr and an
-exit status (``exit_code`` on each class). Messages are whole sentences a user
-can act on; ``hint`` says what to do next. No message ever contains the API key.
+exit status (``exit_code`` on each class). Each carries a ``message``, a whole
+sentence saying what is wrong, and apart from it an optional ``hint`` saying what
+to do next (``str(exc)`` is the two on one line). No message ever contains the
+API key. Classes carry structured fields besides: ``problems``, ``line``,
+``needed``/``budget``, ``pid``, ``status_code``/``error_code``/``retry_after``.
 
     BatchklingError                       exit 2 unless stated
     ├── UsageError                        bad command-line usage
     ├── ManifestError                     invalid manifest: carries every Problem
     ├── BudgetError                       exit 3: the plan does not fit the budget
     ├── LedgerError                       an unreadable or inconsistent ledger
-    │   └── LockedError                   another runner holds the run directory
+    │   ├── LockedError                   another runner holds the run directory
+    │   └── RunDirWriteError              exit 5: the run directory cannot be written
     ├── AccountError                      exit 4: the account was refused
     │   ├── AuthError                     invalid or missing API key
     │   ├── MembershipError               no active subscription (error 101)
     │   └── InsufficientBalanceError      balance too low (error 100)
-    ├── PreflightError                    a pre-flight check failed
-    └── ApiError                          an answer from the API we could not use
+    ├── PreflightError                    a pre-flight check failed: carries every Problem
+    └── ApiError                          exit 1: an answer from the API we could not use
         ├── TransientError                provably not processed; safe to retry
         ├── InDoubtError                  may have been processed (a create may be charged)
         ├── RefusedError                  a functional refusal (e.g. error 400 on one job)
         └── TaskNotFoundError             the server does not know the task id
+
+``Problem`` is not an exception: it is one finding of a manifest or pre-flight
+check, with its place, as ``ManifestError`` and ``PreflightError`` carry them.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ __all__ = [
 
 
 class BatchklingError(Exception):
-    """Base class: a message for the user, an optional hint, an exit status."""
+    """Base class: a message for the user, an optional hint kept apart, an exit status."""
 
     exit_code: int = 2
 
@@ -59,6 +66,7 @@ class BatchklingError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
+        """The message, then the hint (if any) after a space: one line."""
         return self.message if self.hint is None else f"{self.message} {self.hint}"
 
 
@@ -119,15 +127,17 @@ class LedgerError(BatchklingError):
 class LockedError(LedgerError):
     """Another runner holds the run directory's lock."""
 
-    def __init__(self, message: str, *, pid: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, pid: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.pid = pid
 
 
 class RunDirWriteError(LedgerError):
-    """The run directory could not be written (a full disk, a file size limit, an I/O
-    error) or its ledger was changed under the run. Nothing more is created; the
-    ledger holds only whole lines."""
+    """The run directory could not be written, or its ledger was changed under the run.
+
+    A full disk, a file size limit or an I/O error. Nothing more is created; the
+    ledger holds only whole lines.
+    """
 
     exit_code = 5
 
@@ -170,8 +180,9 @@ class ApiError(BatchklingError):
         status_code: int | None = None,
         error_code: int | None = None,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, hint=hint)
         self.status_code = status_code
         self.error_code = error_code
         self.retry_after = retry_after

@@ -15,11 +15,15 @@ from enum import Enum
 from functools import cached_property
 from typing import Any
 
+from batchkling._util import whole_number
+
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_DURATION",
+    "DEFAULT_IMAGE_TIMEOUT",
     "DEFAULT_MODE",
     "DEFAULT_MULTI_SHOT",
+    "DEFAULT_RATE",
     "DEFAULT_TAKES",
     "MAX_DURATION",
     "MAX_TAKES",
@@ -31,6 +35,7 @@ __all__ = [
     "JobState",
     "Manifest",
     "Shot",
+    "billable_range",
     "canonical_json",
     "credits_for",
     "fingerprint",
@@ -46,7 +51,10 @@ DEFAULT_MODE = "standard"
 DEFAULT_MULTI_SHOT = True
 DEFAULT_TAKES = 1
 MAX_TAKES = 20
+# Settings of a run, as the command line offers them by default.
 DEFAULT_CONCURRENCY = 4
+DEFAULT_RATE = "2/s"  # API requests, as ``schedule.parse_rate`` reads them
+DEFAULT_IMAGE_TIMEOUT = 10.0  # seconds, for each pre-flight image request
 
 
 def credits_for(duration: float, mode: str) -> int:
@@ -56,6 +64,17 @@ def credits_for(duration: float, mode: str) -> int:
     fractional duration.
     """
     return math.ceil(duration) * RATES[mode]
+
+
+def billable_range(duration: float, mode: str) -> tuple[float, int]:
+    """The least and the most the API can charge for one job: ``(exact, reserved)``.
+
+    The exact product (duration x rate) is the least a provider can bill for a
+    fractional duration; ``credits_for`` (the next whole second) is the most, and
+    what a run reserves. Reconciliation accepts any charge between the two; the
+    emulator bills the exact product.
+    """
+    return duration * RATES[mode], credits_for(duration, mode)
 
 
 def canonical_json(value: Any) -> str:
@@ -109,18 +128,16 @@ class Job:
 
     @property
     def credits(self) -> int:
+        """What this job costs at most, as planned and reserved."""
         return credits_for(self.shot.duration, self.shot.model_mode)
 
     def request_input(self) -> dict[str, Any]:
         """The ``input`` object of the create request, exactly as sent."""
         shot = self.shot
-        duration: float | int = (
-            int(shot.duration) if float(shot.duration).is_integer() else shot.duration
-        )
         body: dict[str, Any] = {
             "prompt": shot.prompt,
             "image": shot.image,
-            "duration": duration,
+            "duration": whole_number(shot.duration),
             "multi_shot": shot.multi_shot,
             "model_mode": shot.model_mode,
         }

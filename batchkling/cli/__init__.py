@@ -53,12 +53,18 @@ def main(
             print(problem, file=io.err)
         return exc.exit_code
     except BatchklingError as exc:
-        print(f"batchkling: error: {exc}", file=io.err)
+        _print_error(exc, io.err)
         return exc.exit_code
     except KeyboardInterrupt:
         # Every ledger write is whole or cut off on the next open: nothing to clean up.
         print("batchkling: interrupted. Run the same command again to resume.", file=io.err)
         return 130
+
+
+def _print_error(exc: BatchklingError, err: TextIO) -> None:
+    # One line, so that a log shows the problem and what to do about it together.
+    hint = "" if exc.hint is None else f" {exc.hint}"
+    print(f"batchkling: error: {exc.message}{hint}", file=err)
 
 
 def console_main() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from batchkling.cli import check, mock_server, plan, reconcile, report, run, status, validate
 
-__all__ = ["REGISTRY"]
+__all__ = ["REGISTRY", "Register"]
 
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 

@@ -7,19 +7,23 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from batchkling.run.runner import Progress
+from batchkling.model import JobState
+from batchkling.run.options import Progress
 
 __all__ = ["PLAIN_EVERY", "ProgressPrinter"]
 
 PLAIN_EVERY = 30.0
 
 
+def _count(p: Progress, *states: JobState) -> int:
+    return sum(p.counts.get(state.value, 0) for state in states)
+
+
 def _describe(p: Progress) -> str:
-    c = p.counts
     budget = "" if p.budget is None else f"/{p.budget}"
     return (
-        f"running {c.get('running', 0)} failed {c.get('failed', 0)} "
-        f"in doubt {c.get('in_doubt', 0)} credits {p.credits_committed}{budget}"
+        f"running {_count(p, JobState.RUNNING)} failed {_count(p, JobState.FAILED)} "
+        f"in doubt {_count(p, JobState.IN_DOUBT)} credits {p.credits_committed}{budget}"
     )
 
 
@@ -36,10 +40,11 @@ class ProgressPrinter:
         self._last: Progress | None = None
 
     def update(self, p: Progress) -> None:
+        """Show ``p``: move the bar, or print a line when the last is ``every`` seconds old."""
         if not self._enabled:
             return
         self._last = p
-        done = p.counts.get("done", 0) + p.counts.get("skipped", 0)
+        done = _count(p, JobState.DONE, JobState.SKIPPED)
         if p.message:
             self.message(p.message)
         if self._tty:
@@ -57,6 +62,7 @@ class ProgressPrinter:
             )
 
     def message(self, text: str) -> None:
+        """Print ``text`` on a line of its own (above the bar, when there is one)."""
         if not self._enabled:
             return
         if self._bar is not None:
@@ -65,6 +71,7 @@ class ProgressPrinter:
             print(text, file=self._stream, flush=True)
 
     def close(self) -> None:
+        """Remove the bar, if one was drawn."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -6,13 +6,14 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from batchkling._util import whole_number
 from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
 from batchkling.cost import CostPlan, check_budget, plan, plan_json
 
 if TYPE_CHECKING:
     from batchkling.cli._io import IO
 
-__all__ = ["register"]
+__all__ = ["cmd_plan", "register"]
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -25,13 +26,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     add_manifest_options(p)
     p.add_argument("--json", action="store_true", help="print the plan as one JSON object")
-    p.set_defaults(handler=_plan)
-
-
-def _duration(value: float) -> str:
-    if type(value) is int:
-        return str(value)
-    return str(int(value)) if float(value).is_integer() else str(value)
+    p.set_defaults(handler=cmd_plan)
 
 
 def _table(cost: CostPlan) -> str:
@@ -42,7 +37,7 @@ def _table(cost: CostPlan) -> str:
     for r in cost.rows:
         tail = rest.get((r.mode, r.duration))
         if tail is None:
-            tail = f"  {r.mode:<8}  {_duration(r.duration):>8}  {r.credits:>9,}"
+            tail = f"  {r.mode:<8}  {whole_number(r.duration)!s:>8}  {r.credits:>9,}"
             rest[r.mode, r.duration] = tail
         lines.append(r.job.ljust(job_width) + tail)
     lines.append("")
@@ -62,7 +57,8 @@ def _table(cost: CostPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plan(args: argparse.Namespace, io: IO) -> int:
+def cmd_plan(args: argparse.Namespace, io: IO) -> int:
+    """Print the plan of the manifest; exit 3 (``BudgetError``) when it does not fit."""
     manifest = load_manifest_from_args(args, io)
     cost = plan(manifest.jobs, manifest.budget)
     if args.json:

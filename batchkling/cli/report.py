@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from batchkling._time import now_rfc3339
+from batchkling._util import write_atomic
 from batchkling.cli._io import IO
 from batchkling.cli._manifest_args import (
     add_shot_overrides,
@@ -17,7 +17,7 @@ from batchkling.cli._manifest_args import (
 )
 from batchkling.cli._options import add_run_dir_option, existing_ledger, warn_torn_tail
 from batchkling.errors import BatchklingError, UsageError
-from batchkling.ledger import read_ledger, utc_now
+from batchkling.ledger import read_ledger
 from batchkling.manifest.load import load_manifest
 from batchkling.model import Manifest
 from batchkling.preflight.image_fetch import local_copy_path
@@ -34,7 +34,7 @@ from batchkling.report.rows import default_run_dir, intact_videos, job_rows
 from batchkling.report.storyboard import render_html
 from batchkling.state import fold
 
-__all__ = ["register"]
+__all__ = ["cmd_report", "register"]
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -114,19 +114,14 @@ def _budget(
     return manifest.budget if manifest is not None else None
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    # A report opened in a browser while it is rewritten is never seen half-written.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        # mkstemp makes the file private; a report is for sharing, like any file written.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _image_copies(manifest: Manifest, run_dir: Path) -> dict[str, str]:
+    """Each image URL of the manifest that pre-flight kept a copy of -> the copy's path."""
+    copies: dict[str, str] = {}
+    for url in distinct_urls(manifest.shots):
+        copy = local_copy_path(run_dir, url)
+        if copy is not None:
+            copies[url] = str(copy.absolute())
+    return copies
 
 
 def _render(report: Report, fmt: str, base_dir: Path) -> str:
@@ -138,6 +133,7 @@ def _render(report: Report, fmt: str, base_dir: Path) -> str:
 
 
 def cmd_report(args: argparse.Namespace, io: IO) -> int:
+    """Write the report and print its path, or print it (``-o -``)."""
     manifest = load_manifest_from_args(args, io) if args.manifest is not None else None
     if args.run_dir is not None:
         run_dir = Path(args.run_dir).absolute()
@@ -159,12 +155,6 @@ def cmd_report(args: argparse.Namespace, io: IO) -> int:
             file=io.err,
         )
 
-    copies: dict[str, str] = {}
-    if manifest is not None:
-        for url in distinct_urls(manifest.shots):
-            copy = local_copy_path(run_dir, url)
-            if copy is not None:
-                copies[url] = str(copy.absolute())
     title = run_dir.name
     if manifest is not None:
         title = manifest.name or Path(manifest.path).stem
@@ -173,20 +163,27 @@ def cmd_report(args: argparse.Namespace, io: IO) -> int:
         st,
         events=read.events,
         title=title,
-        generated=utc_now(),
+        generated=now_rfc3339(),
         run_dir=str(run_dir),
         budget=_budget(args.budget, read.events, manifest),
         manifest_path=str(Path(manifest.path).absolute()) if manifest else None,
         manifest_sha256=manifest.sha256 if manifest else None,
-        image_copies=copies,
+        image_copies=_image_copies(manifest, run_dir) if manifest else {},
         videos=intact_videos(run_dir, st),
     )
-
-    if args.output == "-":
-        io.out.write(_render(report, args.format, Path.cwd()))
-        return 0
-    target = Path(args.output) if args.output else run_dir / f"report.{args.format}"
-    target = target.absolute()
-    _write_atomically(target, _render(report, args.format, target.parent))
-    print(target, file=io.out)
+    _write(report, args.format, args.output, run_dir, io)
     return 0
+
+
+def _write(report: Report, fmt: str, output: str | None, run_dir: Path, io: IO) -> None:
+    """Print the report (``-o -``), or write it and print where."""
+    if output == "-":
+        io.out.write(_render(report, fmt, Path.cwd()))
+        return
+    target = Path(output) if output else run_dir / f"report.{fmt}"
+    target = target.absolute()
+    # A report opened in a browser while it is rewritten is never seen half-written;
+    # it is for sharing, so readable by all whatever the umask.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, _render(report, fmt, target.parent), mode=0o644)
+    print(target, file=io.out)

@@ -14,7 +14,7 @@ from batchkling.ledger import fold_ledger
 from batchkling.manifest.load import load_manifest
 from batchkling.report.rows import default_run_dir, job_rows, state_counts, write_status_json
 
-__all__ = ["register"]
+__all__ = ["cmd_status", "register"]
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_status(args: argparse.Namespace, io: IO) -> int:
+    """Print the state of every job, as a table or (``--json``) one JSON document."""
     if args.manifest is None and args.run_dir is None:
         raise UsageError("status needs MANIFEST or --run-dir DIR.")
     jobs = None
@@ -52,11 +53,11 @@ def cmd_status(args: argparse.Namespace, io: IO) -> int:
         f"{len(rows)} jobs: {counts or 'none'}; {st.credits_committed} credits committed",
         file=io.out,
     )
-    width = max((len(r.job) for r in rows), default=3)
+    width = max((len(r.key) for r in rows), default=3)
     for r in rows:
         tail = r.output or r.error or ""
         print(
-            f"{r.job:<{width}}  {r.state.value:<9}  {r.credits:>6}  {r.task_id or '-':<36}  {tail}",
+            f"{r.key:<{width}}  {r.state.value:<9}  {r.credits:>6}  {r.task_id or '-':<36}  {tail}",
             file=io.out,
         )
     return 0

@@ -11,7 +11,7 @@ from batchkling.cost import total_credits
 if TYPE_CHECKING:
     from batchkling.cli._io import IO
 
-__all__ = ["register"]
+__all__ = ["cmd_validate", "register"]
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -24,14 +24,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "fail unless --strict), 2 when invalid.",
     )
     add_manifest_options(p)
-    p.set_defaults(handler=_validate)
+    p.set_defaults(handler=cmd_validate)
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
-def _validate(args: argparse.Namespace, io: IO) -> int:
+def cmd_validate(args: argparse.Namespace, io: IO) -> int:
+    """Print one line saying the manifest is valid, or raise ``ManifestError``."""
     manifest = load_manifest_from_args(args, io)
     total = total_credits(manifest.jobs)
     summary = (

@@ -64,6 +64,7 @@ class Builder:
         self.ids: dict[str, tuple[str, int | None]] = {}
 
     def setting_line(self, path: Any) -> int | None:
+        """The line of a top-level setting (or of one default) named by a schema error's path."""
         lines = self.doc.setting_lines
         if len(path) > 1 and path[0] == "defaults":
             return self.doc.defaults_lines.get(path[1], lines.get("defaults"))
@@ -76,7 +77,17 @@ class Builder:
         defaults: Mapping[str, object] | None,
     ) -> None:
         """Check the top level, then settle name, budget, base URL and defaults."""
-        file, settings = self.file, self.doc.settings
+        settings = self.doc.settings
+        bad_defaults = self.check_top_level()
+        if isinstance(settings.get("name"), str):
+            self.name = settings["name"]
+        self.settle_budget(budget)
+        self.settle_base(image_base_url)
+        self.settle_defaults(defaults, bad_defaults)
+
+    def check_top_level(self) -> set[str]:
+        """Report what the schema finds at the top level; return the defaults it found bad."""
+        settings = self.doc.settings
         bad_defaults: set[str] = set()
         if settings:  # YAML; a CSV has no top level
             errors = list(top_validator().iter_errors(settings))
@@ -84,22 +95,24 @@ class Builder:
                 if len(error.path) > 1 and error.path[0] == "defaults":
                     bad_defaults.add(str(error.path[1]))
             self.problems += problems_from_errors(
-                errors, file=file, shot=None, line_for=self.setting_line
+                errors, file=self.file, shot=None, line_for=self.setting_line
             )
-        if isinstance(settings.get("name"), str):
-            self.name = settings["name"]
-        own_budget = settings.get("budget")
+        return bad_defaults
+
+    def settle_budget(self, budget: int | None) -> None:
+        """``--budget`` if given (at least 0), else the manifest's own."""
+        own_budget = self.doc.settings.get("budget")
         if budget is not None:
             self.budget = budget
             if budget < 0:
-                self.problems.append(
-                    Problem(
-                        file, None, None, "budget", f"--budget must be at least 0, not {budget}"
-                    )
-                )
+                message = f"--budget must be at least 0, not {budget}"
+                self.problems.append(Problem(self.file, None, None, "budget", message))
         elif isinstance(own_budget, int) and not isinstance(own_budget, bool):
             self.budget = own_budget
-        base = image_base_url if image_base_url is not None else settings.get("image_base_url")
+
+    def settle_base(self, image_base_url: str | None) -> None:
+        """The base URL (``--image-base-url``, else the manifest's) and the resolvers on it."""
+        base = self.doc.settings.get("image_base_url") if image_base_url is None else image_base_url
         if isinstance(base, str):
             try:
                 self.base = normalise_base_url(base)
@@ -108,11 +121,16 @@ class Builder:
                 from_flag = " (from --image-base-url)" if image_base_url is not None else ""
                 line = None if from_flag else self.doc.setting_lines.get("image_base_url")
                 self.problems.append(
-                    Problem(file, line, None, "image_base_url", f"{exc}{from_flag}")
+                    Problem(self.file, line, None, "image_base_url", f"{exc}{from_flag}")
                 )
         self.resolve = url_resolver(self.base)
         self.plain_relative = plain_relative_matcher(self.base)
-        own = settings.get("defaults")
+
+    def settle_defaults(
+        self, defaults: Mapping[str, object] | None, bad_defaults: set[str]
+    ) -> None:
+        """The manifest's defaults (those the schema passed), ``--default`` over them."""
+        own = self.doc.settings.get("defaults")
         raw = {
             k: v for k, v in (own.items() if isinstance(own, dict) else ()) if k not in bad_defaults
         }
@@ -121,7 +139,7 @@ class Builder:
             bad = {str(e.path[0]) for e in errors if e.path}
             self.problems += problems_from_errors(
                 errors,
-                file=file,
+                file=self.file,
                 shot=None,
                 line_for=lambda p: None,
                 prefix=("defaults",),
@@ -222,6 +240,7 @@ class Builder:
         return out
 
     def shot_problems(self, raw: RawShot, label: str, errors: Any, failed: set[str]) -> None:
+        """Report the schema's errors of one shot, each at the line of its field."""
         key_lines, line = raw.key_lines, raw.line
         self.problems += problems_from_errors(
             errors,

@@ -12,7 +12,7 @@ import csv
 import difflib
 import io
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchkling.errors import Problem
 from batchkling.manifest.rules import (
@@ -22,6 +22,9 @@ from batchkling.manifest.rules import (
     converter_for,
     shot_validator,
 )
+
+if TYPE_CHECKING:
+    from _csv import Reader as _Reader
 
 __all__ = ["read_csv"]
 
@@ -49,15 +52,8 @@ def read_csv(text: str, file: str, defaults: Collection[str] = ()) -> RawDocumen
     doc = RawDocument()
     problems = doc.problems
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
-    previous = 0  # line_num after the previous row: the row starts on the next line
     try:
-        header: list[str] = []
-        for row in reader:
-            header_line = previous + 1
-            previous = reader.line_num
-            if any(cell.strip() for cell in row):
-                header = row
-                break
+        header, header_line = _header_row(reader)
         if not header:
             problems.append(Problem(file, None, None, None, "the CSV file has no header row"))
             doc.fatal = True
@@ -66,43 +62,63 @@ def read_csv(text: str, file: str, defaults: Collection[str] = ()) -> RawDocumen
         if problems:
             doc.fatal = True
             return doc
-        width = len(names)
-        typed = [(n, c) for n in names if n and (c := converter_for(n)) is not None]
-        unnamed = "" in names
-        no_lines: dict[str, int] = {}
-        no_bad: frozenset[str] = frozenset()
-        shots: list[RawShot] = []
-        append, strip = shots.append, str.strip
-        # tuple.__new__ skips RawShot's Python-level __new__: a sixth of this loop's time.
-        new_raw = tuple.__new__
-        for row in reader:
-            line = previous + 1
-            previous = reader.line_num
-            fields: dict[str, Any] = dict(zip(names, map(strip, row), strict=False))
-            if "" in fields.values():  # empty cells mean the default: leave them out
-                fields = {name: cell for name, cell in fields.items() if cell}
-            bad = no_bad
-            for name, convert in typed:
-                cell = fields.get(name)
-                if cell is not None:
-                    try:
-                        fields[name] = convert(cell)
-                    except ValueError as exc:
-                        bad = bad | {name}
-                        problems.append(Problem(file, line, fields.get("id"), name, str(exc)))
-            if unnamed and "" in fields:
-                del fields[""]
-                problems.append(Problem(file, line, fields.get("id"), None, _UNNAMED))
-            if len(row) > width and any(cell.strip() for cell in row[width:]):
-                message = f"the row has {len(row)} cells but the header names {width} columns"
-                problems.append(Problem(file, line, fields.get("id"), None, message))
-            if fields or bad:
-                append(new_raw(RawShot, (fields, line, no_lines, bad)))
-        doc.shots = shots
+        doc.shots = _shots(reader, names, file, problems)
     except csv.Error as exc:
         problems.append(Problem(file, reader.line_num, None, None, f"CSV syntax error: {exc}"))
         doc.fatal = True
     return doc
+
+
+def _header_row(reader: _Reader) -> tuple[list[str], int]:
+    """The first row with a cell that is not blank and the line it starts on; no row: ``[]``."""
+    previous = 0  # line_num after the previous row: the row starts on the next line
+    for row in reader:
+        line = previous + 1
+        previous = reader.line_num
+        if any(cell.strip() for cell in row):
+            return row, line
+    return [], previous + 1
+
+
+def _shots(reader: _Reader, names: list[str], file: str, problems: list[Problem]) -> list[RawShot]:
+    """One raw shot per row after the header; rows of empty cells are left out.
+
+    The hot loop of a large CSV manifest.
+    """
+    width = len(names)
+    typed = [(n, c) for n in names if n and (c := converter_for(n)) is not None]
+    unnamed = "" in names
+    no_lines: dict[str, int] = {}
+    no_bad: frozenset[str] = frozenset()
+    shots: list[RawShot] = []
+    append, strip = shots.append, str.strip
+    # tuple.__new__ skips RawShot's Python-level __new__: a sixth of this loop's time.
+    new_raw = tuple.__new__
+    previous = reader.line_num
+    for row in reader:
+        line = previous + 1
+        previous = reader.line_num
+        fields: dict[str, Any] = dict(zip(names, map(strip, row), strict=False))
+        if "" in fields.values():  # empty cells mean the default: leave them out
+            fields = {name: cell for name, cell in fields.items() if cell}
+        bad = no_bad
+        for name, convert in typed:
+            cell = fields.get(name)
+            if cell is not None:
+                try:
+                    fields[name] = convert(cell)
+                except ValueError as exc:
+                    bad = bad | {name}
+                    problems.append(Problem(file, line, fields.get("id"), name, str(exc)))
+        if unnamed and "" in fields:
+            del fields[""]
+            problems.append(Problem(file, line, fields.get("id"), None, _UNNAMED))
+        if len(row) > width and any(cell.strip() for cell in row[width:]):
+            message = f"the row has {len(row)} cells but the header names {width} columns"
+            problems.append(Problem(file, line, fields.get("id"), None, message))
+        if fields or bad:
+            append(new_raw(RawShot, (fields, line, no_lines, bad)))
+    return shots
 
 
 _UNNAMED = "a cell in a column without a header name; name the column or empty the cell"

@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 from jsonschema import Draft202012Validator
 
+from batchkling._util import whole_number
 from batchkling.errors import Problem
 from batchkling.manifest.schemas import load_schema, validator_for
 from batchkling.model import MAX_DURATION, MIN_DURATION
@@ -173,7 +174,7 @@ def parse_duration(value: Any) -> int | float:
         raise ValueError(f"{value!r} is not a number of seconds")
     if not math.isfinite(number):
         raise ValueError(f"{value!r} is not a finite number of seconds")
-    return int(number) if float(number).is_integer() else float(number)
+    return whole_number(number)
 
 
 def clamp_duration(duration: int | float) -> tuple[int | float, str | None]:

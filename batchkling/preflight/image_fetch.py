@@ -25,16 +25,16 @@ is judged as on a first check, in that same request.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 import httpx
 
-from batchkling.model import Shot
+from batchkling._util import write_atomic
+from batchkling.model import DEFAULT_IMAGE_TIMEOUT, Shot
 from batchkling.preflight.image_rules import (
     KINDS,
     MAX_BYTES,
@@ -64,6 +64,7 @@ __all__ = [
     "DEFAULT_COPY_TIMEOUT",
     "DEFAULT_MAX_PARALLEL",
     "DEFAULT_TIMEOUT",
+    "OnRequest",
     "check_images",
     "load_cache",
     "local_copy_path",
@@ -74,7 +75,7 @@ CACHE_FILE = "images.json"
 CACHE_VERSION = 1
 COPIES_DIR = "images"
 DEFAULT_MAX_PARALLEL = 8
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = DEFAULT_IMAGE_TIMEOUT
 DEFAULT_COPY_TIMEOUT = 60.0
 
 OnRequest = Callable[[], Awaitable[None]]
@@ -231,71 +232,54 @@ class _Fetcher:
     ) -> _Answer | ImageInfo:
         """One GET: ranged when ``asked`` is set, else the whole file for a local copy."""
         await self._before()
-        body = bytearray()
-        facts: _Answer | None = None
-        ended = False
-        failed: Exception | None = None
+        read = _Read()
         with anyio.CancelScope(deadline=anyio.current_time() + self.timeout) as scope:
             try:
                 async with self.client.stream(
                     "GET", url, headers=headers, follow_redirects=True, timeout=self.timeout
                 ) as response:
-                    facts = _facts(response)
+                    facts = read.facts = _facts(response)
                     if facts.status == 304 or (
                         answer_problem(facts.status, facts.content_type, facts.size) is not None
                     ):
                         return facts
-                    if asked is None:
-                        cap = MAX_BYTES + 1  # one byte over tells a file without length is too big
-                    elif facts.status == 206:
-                        cap = asked
-                    else:
-                        cap = MAX_HEADER_BYTES  # Range ignored: read on until the header is read
-                    probes = iter(PROBE_SIZES)
-                    next_probe: int | None = next(probes)
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) >= SNIFF_BYTES and sniff(body) is None:
-                            break  # not an image: nothing further can change that
-                        if len(body) >= cap:
-                            del body[cap:]
-                            break
-                        if next_probe is not None and len(body) >= next_probe:
-                            if read_dimensions(body) is None:
-                                next_probe = next(probes, None)
-                            elif asked is not None:
-                                break
-                            else:
-                                # Judged: the rest only feeds the copy, on its own clock.
-                                next_probe = None
-                                scope.deadline = anyio.current_time() + self.copy_timeout
-                    else:
-                        ended = True
+                    cap = _body_cap(asked, facts.status)
+                    await self._read_body(response, read, cap, asked, scope)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                failed = exc
-        interrupted = scope.cancelled_caught or failed is not None
-        if facts is None or (interrupted and not _judgeable(bytes(body))):
-            if failed is None or isinstance(failed, httpx.TimeoutException):
-                return ImageInfo(url, error=timeout_message(self.timeout))
-            return ImageInfo(url, error=failure_message(failed))
-        size = facts.size
-        if size is None and len(body) > MAX_BYTES:
-            size = len(body)
-        if facts.status == 206:
-            complete = (size is not None and len(body) >= size) or (
-                ended and asked is not None and len(body) < asked
-            )
+                read.failed = exc
+        interrupted = scope.cancelled_caught or read.failed is not None
+        return _outcome(url, read, asked, interrupted=interrupted, timeout=self.timeout)
+
+    async def _read_body(
+        self,
+        response: httpx.Response,
+        read: _Read,
+        cap: int,
+        asked: int | None,
+        scope: anyio.CancelScope,
+    ) -> None:
+        """Read at most ``cap`` bytes into ``read.body``: what judging (or a copy) needs."""
+        body = read.body  # grown in place, so that a cancelled read keeps what it got
+        probes = iter(PROBE_SIZES)
+        next_probe: int | None = next(probes)
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= SNIFF_BYTES and sniff(body) is None:
+                break  # not an image: nothing further can change that
+            if len(body) >= cap:
+                del body[cap:]
+                break
+            if next_probe is not None and len(body) >= next_probe:
+                if read_dimensions(body) is None:
+                    next_probe = next(probes, None)
+                elif asked is not None:
+                    break
+                else:
+                    # Judged: the rest only feeds the copy, on its own clock.
+                    next_probe = None
+                    scope.deadline = anyio.current_time() + self.copy_timeout
         else:
-            complete = ended and not interrupted
-        return _Answer(
-            facts.status,
-            facts.content_type,
-            size,
-            facts.etag,
-            facts.last_modified,
-            bytes(body),
-            complete,
-        )
+            read.ended = True
 
     async def _judge(self, url: str, got: _Answer, head: _Answer | None) -> ImageInfo:
         info = self._examine(url, got, head)
@@ -321,6 +305,46 @@ class _Fetcher:
             if got.last_modified is not None or head is None
             else head.last_modified,
         )
+
+
+@dataclass
+class _Read:
+    """What one GET got so far; kept outside the request, so a timeout loses none of it."""
+
+    facts: _Answer | None = None
+    body: bytearray = field(default_factory=bytearray)
+    ended: bool = False  # the whole body was read
+    failed: Exception | None = None
+
+
+def _body_cap(asked: int | None, status: int) -> int:
+    """How many bytes of the body to read at most."""
+    if asked is None:
+        return MAX_BYTES + 1  # one byte over tells a file without length is too big
+    if status == 206:
+        return asked
+    return MAX_HEADER_BYTES  # Range ignored: read on until the header is read
+
+
+def _outcome(
+    url: str, read: _Read, asked: int | None, *, interrupted: bool, timeout: float
+) -> _Answer | ImageInfo:
+    """The answer a GET gave, or the error when it was cut short before it could be judged."""
+    facts, body = read.facts, bytes(read.body)
+    if facts is None or (interrupted and not _judgeable(body)):
+        if read.failed is None or isinstance(read.failed, httpx.TimeoutException):
+            return ImageInfo(url, error=timeout_message(timeout))
+        return ImageInfo(url, error=failure_message(read.failed))
+    size = facts.size
+    if size is None and len(body) > MAX_BYTES:
+        size = len(body)
+    if facts.status == 206:
+        complete = (size is not None and len(body) >= size) or (
+            read.ended and asked is not None and len(body) < asked
+        )
+    else:
+        complete = read.ended and not interrupted
+    return replace(facts, size=size, body=body, complete=complete)
 
 
 def _judgeable(body: bytes) -> bool:
@@ -366,21 +390,12 @@ def save_cache(cache_dir: Path, entries: dict[str, ImageInfo]) -> None:
     }
     text = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(cache_dir / CACHE_FILE, text.encode("utf-8"))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(cache_dir / CACHE_FILE, text)
 
 
 def _write_copy(directory: Path, url: str, kind: str, data: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(directory / copy_name(url, kind), data)
+    write_atomic(directory / copy_name(url, kind), data)
     for other in KINDS:
         # An image that changed format under the same URL leaves no stale copy behind.
         if other != kind:

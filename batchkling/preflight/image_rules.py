@@ -107,6 +107,7 @@ class ImageInfo:
 
     @property
     def ok(self) -> bool:
+        """True when Kling can take the image (warnings aside)."""
         return self.error is None
 
     @property
@@ -116,6 +117,7 @@ class ImageInfo:
         return answered and (self.etag is not None or self.last_modified is not None)
 
     def to_json(self) -> dict[str, Any]:
+        """The info as the cache file stores it; ``from_json`` reads it back."""
         return asdict(self)
 
     @classmethod
@@ -263,46 +265,50 @@ def examine(
         etag=etag,
         last_modified=last_modified,
     )
-
-    def fail(message: str, **known: Any) -> ImageInfo:
-        return replace(base, error=message, **known)
-
     problem = answer_problem(status, content_type, size)
     if problem is not None:
-        return fail(problem)
+        return replace(base, error=problem)
     kind = sniff(prefix)
     if kind is None:
-        return fail(
-            f"is not a JPEG, PNG or WebP file ({_describe(prefix)}); convert it to one of these."
+        return replace(
+            base,
+            error=f"is not a JPEG, PNG or WebP file ({_describe(prefix)}); "
+            "convert it to one of these.",
         )
     dimensions = read_dimensions(prefix)
     if dimensions is None:
-        name = kind.upper() if kind != "webp" else "WebP"
-        if complete:
-            return fail(
-                f"is a damaged {name} file: its width and height cannot be read.", kind=kind
-            )
-        return fail(
-            f"is a {name} file whose width and height are not in its first {len(prefix)}"
-            f" bytes; save it again as a plain {name}.",
-            kind=kind,
-        )
+        return replace(base, kind=kind, error=_unreadable_header(kind, len(prefix), complete))
     width, height = dimensions
     found = dimension_problems(width, height)
-    warning = None
-    declared = media_type(content_type)
-    if declared is None or declared in GENERIC_TYPES:
-        warning = (
-            f"is served as {declared or 'no content type'} rather than an image type;"
-            f" set the host's Content-Type to image/{kind} so Kling is sure to read it."
-        )
     return replace(
         base,
         kind=kind,
         width=width,
         height=height,
         error=f"is {width}x{height} px: " + " and ".join(found) + "." if found else None,
-        warning=warning,
+        warning=_type_warning(content_type, kind),
+    )
+
+
+def _unreadable_header(kind: str, read: int, complete: bool) -> str:
+    """The error of an image whose width and height are not in the ``read`` bytes."""
+    name = kind.upper() if kind != "webp" else "WebP"
+    if complete:
+        return f"is a damaged {name} file: its width and height cannot be read."
+    return (
+        f"is a {name} file whose width and height are not in its first {read}"
+        f" bytes; save it again as a plain {name}."
+    )
+
+
+def _type_warning(content_type: str | None, kind: str) -> str | None:
+    """A warning for an image served without an image type (which Kling may not read)."""
+    declared = media_type(content_type)
+    if declared is not None and declared not in GENERIC_TYPES:
+        return None
+    return (
+        f"is served as {declared or 'no content type'} rather than an image type;"
+        f" set the host's Content-Type to image/{kind} so Kling is sure to read it."
     )
 
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from batchkling._time import parse_rfc3339
+from batchkling._util import whole_number
 from batchkling.model import JobState
-from batchkling.report.rows import JobRow
+from batchkling.report.rows import JobRow, state_counts
 from batchkling.state import RunState
 
 __all__ = [
@@ -93,6 +94,7 @@ class RunSpan:
 
     @property
     def interrupted(self) -> bool:
+        """True when the run has no ``run_ended``: killed, or still running."""
         return self.ended is None
 
 
@@ -130,11 +132,11 @@ class Report:
 
 
 def _parse_ts(text: Any) -> datetime | None:
+    # A ledger edited by hand may hold anything: a time that cannot be read is left out.
     if not isinstance(text, str):
         return None
     try:
-        # fromisoformat only accepts "Z" from Python 3.11 on.
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_rfc3339(text)
     except ValueError:
         return None
 
@@ -201,12 +203,11 @@ def build_report(
 ) -> Report:
     """Gather rows, runs and totals into one ``Report``; ``events`` give the runs' times."""
     spans = run_spans(st.runs, [str(ev.get("ts")) for ev in events])
-    counts = Counter(r.state.value for r in rows)
     totals = Totals(
         jobs=len(rows),
-        counts={s.value: counts.get(s.value, 0) for s in JobState},
+        counts=state_counts(rows),
         credits_committed=st.credits_committed,
-        credits_planned=sum(r.shot.credits for r in rows if r.shot is not None),
+        credits_planned=sum(r.job.credits for r in rows if r.job is not None),
         budget=budget,
         runs=len(spans),
         interrupted_runs=sum(1 for s in spans if s.interrupted),
@@ -227,22 +228,18 @@ def build_report(
     )
 
 
-def _number(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else value
-
-
 def row_fields(row: JobRow) -> dict[str, Any]:
     """One job as a JSON object keyed by ``CSV_COLUMNS``; manifest fields are None if unknown."""
-    job = row.shot
+    job = row.job
     shot = job.shot if job is not None else None
     return {
-        "job": row.job,
+        "job": row.key,
         "shot": shot.id if shot else None,
         "take": job.take if job else None,
         "prompt": shot.prompt if shot else None,
         "image": shot.image if shot else None,
         "tail_image_url": shot.tail_image_url if shot else None,
-        "duration": _number(shot.duration) if shot else None,
+        "duration": whole_number(shot.duration) if shot else None,
         "multi_shot": shot.multi_shot if shot else None,
         "model_mode": shot.model_mode if shot else None,
         "takes": shot.takes if shot else None,

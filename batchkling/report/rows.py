@@ -21,7 +21,6 @@ __all__ = [
     "intact_videos",
     "job_rows",
     "state_counts",
-    "status_json",
     "write_status_json",
 ]
 
@@ -52,9 +51,13 @@ def intact_videos(run_dir: Path, st: RunState) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class JobRow:
-    """One job as a status line or a report card sees it."""
+    """One job as a status line or a report card sees it.
 
-    job: str
+    ``key`` is the job's key (``<shot id>`` or ``<shot id>#<take>``); ``job`` is the
+    manifest's job of that key, None for a job only the ledger knows.
+    """
+
+    key: str
     state: JobState
     task_id: str | None
     credits: int
@@ -62,12 +65,13 @@ class JobRow:
     error: str | None
     sha256: str | None
     bytes: int | None
-    shot: Job | None
+    job: Job | None
     record: JobRecord
 
     def as_json(self) -> dict[str, Any]:
+        """The job's entry of the ``status --json`` document."""
         return {
-            "job": self.job,
+            "job": self.key,
             "state": self.state.value,
             "task_id": self.task_id,
             "credits": self.credits,
@@ -86,7 +90,7 @@ def job_rows(jobs: Sequence[Job] | None, st: RunState, run_dir: Path) -> list[Jo
         rec = st.record(key)
         output = str(base / rec.output) if rec.state is JobState.DONE and rec.output else None
         return JobRow(
-            job=key,
+            key=key,
             state=rec.state,
             task_id=rec.task_id,
             credits=rec.credits,
@@ -94,7 +98,7 @@ def job_rows(jobs: Sequence[Job] | None, st: RunState, run_dir: Path) -> list[Jo
             error=rec.error,
             sha256=rec.sha256,
             bytes=rec.bytes,
-            shot=job,
+            job=job,
             record=rec,
         )
 
@@ -109,15 +113,6 @@ def state_counts(rows: Sequence[JobRow]) -> dict[str, int]:
     """Jobs per state, every state present (zero included), in the states' order."""
     counts = Counter(r.state.value for r in rows)
     return {s.value: counts.get(s.value, 0) for s in JobState}
-
-
-def status_json(rows: Sequence[JobRow], st: RunState) -> dict[str, Any]:
-    """The ``status --json`` document."""
-    return {
-        "jobs": [r.as_json() for r in rows],
-        "counts": state_counts(rows),
-        "credits_committed": st.credits_committed,
-    }
 
 
 def write_status_json(rows: Sequence[JobRow], st: RunState, out: TextIO) -> None:

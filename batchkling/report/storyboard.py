@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import PurePath
 
+from batchkling._util import thousands
 from batchkling.model import JobState, Shot
 from batchkling.report.build import Report, RunSpan
 from batchkling.report.rows import JobRow
@@ -169,7 +170,8 @@ def format_seconds(seconds: float) -> str:
 
 
 def _number(value: float) -> str:
-    return f"{value:,}".replace(",", "\u202f")
+    # A narrow no-break space groups digits without a comma that reads as a decimal point.
+    return thousands(value, sep="\u202f")
 
 
 def _image(report: Report, url: str | None, label: str, base_dir: str) -> str:
@@ -205,12 +207,12 @@ def _explained(row: JobRow) -> bool:
 def _card(report: Report, row: JobRow, base_dir: str) -> str:
     state = row.state.value
     parts = [
-        f'<article class="card" data-job="{_text(row.job)}" data-state="{state}" '
+        f'<article class="card" data-job="{_text(row.key)}" data-state="{state}" '
         f'style="--st:var(--{state})">',
-        f'<header><strong>{_text(row.job)}</strong><span class="badge">{state}</span></header>',
+        f'<header><strong>{_text(row.key)}</strong><span class="badge">{state}</span></header>',
     ]
-    if row.state is JobState.DONE and row.output is not None and row.job in report.videos:
-        shot = row.shot.shot if row.shot is not None else None
+    if row.state is JobState.DONE and row.output is not None and row.key in report.videos:
+        shot = row.job.shot if row.job is not None else None
         poster = _poster(report, shot, base_dir) if shot is not None else None
         poster_attr = f' poster="{_text(poster)}"' if poster is not None else ""
         parts.append(
@@ -246,11 +248,11 @@ def _groups(rows: Sequence[JobRow]) -> Iterator[tuple[Shot | None, list[JobRow]]
     by_shot: dict[str, list[JobRow]] = defaultdict(list)
     order: list[tuple[Shot | None, str]] = []
     for row in rows:
-        if row.shot is None:
-            order.append((None, row.job))
-            by_shot["\0" + row.job].append(row)
+        if row.job is None:
+            order.append((None, row.key))
+            by_shot["\0" + row.key].append(row)
             continue
-        shot = row.shot.shot
+        shot = row.job.shot
         if shot.id not in by_shot:
             order.append((shot, shot.id))
         by_shot[shot.id].append(row)
@@ -263,7 +265,7 @@ def _shot(report: Report, shot: Shot | None, rows: list[JobRow], base_dir: str) 
     if shot is None:
         return (
             '<section class="shot" data-tags="[]">'
-            f"<h2>{_text(rows[0].job)}</h2>"
+            f"<h2>{_text(rows[0].key)}</h2>"
             '<span class="facts">in the ledger, not in the manifest</span>'
             f'<div class="takes">{cards}</div></section>'
         )
@@ -332,7 +334,7 @@ def _header(report: Report) -> str:
         for s, n in t.counts.items()
     )
     options = "".join(f'<option value="{s}">{s} ({n})</option>' for s, n in t.counts.items() if n)
-    tags = sorted({tag for r in report.rows if r.shot is not None for tag in r.shot.shot.tags})
+    tags = sorted({tag for r in report.rows if r.job is not None for tag in r.job.shot.tags})
     tag_options = "".join(f'<option value="{_text(tag)}">{_text(tag)}</option>' for tag in tags)
     where = [f"run directory {report.run_dir}"]
     if report.manifest_path is not None:
