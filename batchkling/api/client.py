@@ -1,4 +1,4 @@
-"""The sjinn API client on one ``httpx.AsyncClient``: request bodies, answers, error mapping.
+"""The sjinn API client: one send path, and one table from failed answers to exceptions.
 
 Every API request (never a download) first passes the ``RequestGate``, which
 paces requests evenly (GCRA) and holds everyone back together when the server
@@ -6,49 +6,39 @@ says it is overloaded. Foreign exceptions are translated here, at the boundary,
 into the tree of ``batchkling.errors``; the translation decides the one thing
 that matters for money: whether a failed create may have been charged.
 
+    could not connect, pool timeout     TransientError     provably not sent
+    any other failure while sending     InDoubtError       it may have arrived
+    an answer that is not a success     the table in ``failures``
+
 The API key goes into the ``Authorization`` header and nowhere else: no message
 built here contains a header.
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json as _json
 import os
-import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from batchkling.api.answers import Account, TaskStatus, UsagePage, UsageRecord, pick_video
-from batchkling.api.gate import RequestGate
-from batchkling.errors import (
-    AuthError,
-    InDoubtError,
-    InsufficientBalanceError,
-    MembershipError,
-    RefusedError,
-    TaskNotFoundError,
-    TransientError,
-)
+from batchkling.api import answers, failures
+from batchkling.errors import InDoubtError, RefusedError, TransientError
 from batchkling.model import USAGE_TASK_TYPE
+
+if TYPE_CHECKING:
+    from batchkling.api.gate import RequestGate
 
 __all__ = [
     "CREATE_PATH",
     "DEFAULT_TIMEOUT",
-    "Account",
-    "RequestGate",
     "SjinnClient",
-    "TaskStatus",
-    "UsagePage",
-    "UsageRecord",
     "make_http_client",
     "make_transport",
-    "parse_retry_after",
-    "pick_video",
 ]
 
 CREATE_PATH = "/api/un-api/create_tool_task"
@@ -90,30 +80,51 @@ def make_http_client(*, transport: httpx.AsyncBaseTransport | None = None) -> ht
     )
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+@dataclass(frozen=True)
+class _Endpoint:
+    """One endpoint of the Tool API, and its table of what an HTTP error status means."""
+
+    path: str
+    by_status: Mapping[int, failures.Meaning]
+
+    @property
+    def name(self) -> str:
+        """The last part of the path: how messages name the endpoint."""
+        return self.path.rsplit("/", 1)[-1]
 
 
-# -- the client ------------------------------------------------------------------
+_CREATE = _Endpoint(CREATE_PATH, failures.CREATE_BY_STATUS)
+_QUERY = _Endpoint(QUERY_PATH, failures.BY_STATUS)
+_ACCOUNT = _Endpoint(ACCOUNT_PATH, failures.BY_STATUS)
+_USAGE = _Endpoint(USAGE_PATH, failures.BY_STATUS)
+
+
+# -- sending ------------------------------------------------------------------------
 
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+# What ``_call`` returns when ``before_send`` withheld the request.
+_WITHHELD = object()
+
+
+class _ThroughClient(httpx.AsyncBaseTransport):
+    """Sends through an ``httpx.AsyncClient``, with its proxies and redirects, as a transport."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._http.send(request)
 
 
 class SjinnClient:
-    """Typed calls to the sjinn Tool API."""
+    """Typed calls to the sjinn Tool API.
+
+    API requests go to ``transport`` when one is given: straight to the pool,
+    without the client's cookie, auth and redirect machinery, which costs CPU on
+    every poll and is not needed here. Without one they go through ``http``.
+    Downloads always go through ``http``.
+    """
 
     def __init__(
         self,
@@ -125,9 +136,7 @@ class SjinnClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._http = http
-        # API calls go straight to the transport when given: the client's cookie,
-        # auth and redirect machinery costs CPU on every poll and is not needed here.
-        self._transport = transport
+        self._transport = transport if transport is not None else _ThroughClient(http)
         self._base = base_url.rstrip("/")
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -139,176 +148,83 @@ class SjinnClient:
 
     async def _call(
         self,
-        method: str,
-        path: str,
-        *,
-        json: Mapping[str, Any] | None = None,
-        create: bool = False,
-        gated: bool = False,
+        endpoint: _Endpoint,
+        body: Mapping[str, Any],
+        before_send: Callable[[], Awaitable[bool]] | None = None,
     ) -> Any:
-        if self.gate is not None and not gated:
+        # Built before the gate, so that only ``before_send`` stands between the
+        # rate slot and the request leaving.
+        request = httpx.Request(
+            "POST",
+            self._base + endpoint.path,
+            content=_json.dumps(body, separators=(",", ":")).encode("utf-8"),
+            headers=self._headers,
+            extensions={"timeout": self._timeout},
+        )
+        if self.gate is not None:
             await self.gate.wait()
-        what = path.rsplit("/", 1)[-1]
+        if before_send is not None and not await before_send():
+            return _WITHHELD
+        resp = await self._send(request, endpoint.name)
         try:
-            resp = await self._send(method, path, json or {})
+            data = failures.unwrap(resp, endpoint.name, endpoint.by_status)
+        except (TransientError, InDoubtError) as exc:
+            # The server answered that it is overloaded or failing: everyone waits.
+            if self.gate is not None and exc.status_code is not None:
+                self.gate.pushed_back(exc.retry_after)
+            raise
+        if self.gate is not None:
+            self.gate.succeeded()
+        return data
+
+    async def _send(self, request: httpx.Request, what: str) -> httpx.Response:
+        try:
+            resp = await self._transport.handle_async_request(request)
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
         except _NOT_SENT as exc:
             raise TransientError(f"{what}: could not connect ({type(exc).__name__}).") from exc
         except httpx.HTTPError as exc:
             raise InDoubtError(f"{what}: no answer ({type(exc).__name__}: {exc}).") from exc
         except Exception as exc:  # a transport that fails in a way httpx does not wrap
             raise InDoubtError(f"{what}: no answer ({type(exc).__name__}).") from exc
-        try:
-            return self._unwrap(resp, what, create=create)
-        except TransientError as exc:
-            if self.gate is not None:
-                self.gate.pushed_back(exc.retry_after)
-            raise
-        except InDoubtError as exc:
-            if self.gate is not None and exc.status_code is not None:
-                self.gate.pushed_back(exc.retry_after)
-            raise
-
-    async def _send(self, method: str, path: str, body: Mapping[str, Any]) -> httpx.Response:
-        request = httpx.Request(
-            method,
-            self._base + path,
-            content=_json.dumps(body, separators=(",", ":")).encode("utf-8"),
-            headers=self._headers,
-            extensions={"timeout": self._timeout},
-        )
-        if self._transport is None:
-            return await self._http.send(request)
-        response = await self._transport.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
-
-    def _unwrap(self, resp: httpx.Response, what: str, *, create: bool) -> Any:
-        code = resp.status_code
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        body: Any = None
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        wrapped = isinstance(body, dict) and "success" in body
-        if code == 200 and wrapped and body.get("success") is True:
-            if self.gate is not None:
-                self.gate.succeeded()
-            return body.get("data")
-        if wrapped and body.get("success") is False and code not in (429, 500, 502, 503, 504):
-            self._functional(body, what, code, retry_after)
-        kind = f"{what}: HTTP {code}"
-        if code == 429:
-            raise TransientError(
-                f"{kind} (rate limited).", status_code=code, retry_after=retry_after
-            )
-        if code == 503 and retry_after is not None:
-            raise TransientError(
-                f"{kind} (unavailable).", status_code=code, retry_after=retry_after
-            )
-        if code == 408:
-            raise TransientError(f"{kind} (request timeout).", status_code=code)
-        if code in (401, 403):
-            raise AuthError(
-                f"The API key was not accepted (HTTP {code}).",
-                hint="Check SJINN_API_KEY or --api-key-file.",
-            )
-        if code == 402:
-            raise InsufficientBalanceError("The account's balance is too low (HTTP 402).")
-        if code >= 500 or code == 200:
-            # The server may have acted before failing: a create may be charged.
-            raise InDoubtError(
-                f"{kind} (no usable answer).", status_code=code, retry_after=retry_after
-            )
-        if code == 404 and not create:
-            raise TaskNotFoundError(f"{kind} (not found).", status_code=code)
-        raise RefusedError(f"{kind} (refused).", status_code=code)
-
-    @staticmethod
-    def _functional(
-        body: Mapping[str, Any], what: str, code: int, retry_after: float | None
-    ) -> None:
-        err = body.get("error_code")
-        msg = str(body.get("errorMsg") or "").strip() or "no message"
-        if err == 401:
-            raise AuthError(
-                f"The API key was not accepted ({msg}).",
-                hint="Check SJINN_API_KEY or --api-key-file.",
-            )
-        if err == 101:
-            raise MembershipError(
-                f"The account has no active membership ({msg}).",
-                hint="Task creation needs an active subscription.",
-            )
-        if err == 100:
-            raise InsufficientBalanceError(
-                f"The account's balance is too low ({msg}).",
-                hint="Top up the account, then run again to resume.",
-            )
-        if "not found" in msg.lower():
-            raise TaskNotFoundError(f"{what}: {msg}.", status_code=code, error_code=err)
-        if err == 400:
-            raise RefusedError(
-                f"{what}: the API refused the input: {msg}.", status_code=code, error_code=400
-            )
-        # Any other refusal (a limit, an unknown code) created nothing: retry later.
-        raise TransientError(
-            f"{what}: refused with error {err}: {msg}.",
-            status_code=code,
-            error_code=err if isinstance(err, int) else None,
-            retry_after=retry_after,
-        )
+        return resp
 
     # -- endpoints ---------------------------------------------------------------
 
-    async def pass_gate(self) -> None:
-        """Wait for a request slot now, for a request that follows at once (``gated=True``)."""
-        if self.gate is not None:
-            await self.gate.wait()
-
-    async def create(self, body: Mapping[str, Any], *, gated: bool = False) -> str:
+    async def create(
+        self,
+        body: Mapping[str, Any],
+        *,
+        before_send: Callable[[], Awaitable[bool]] | None = None,
+    ) -> str | None:
         """Create a task; return its id. ``InDoubtError`` means it may have been charged.
 
-        ``gated``: the caller already passed the gate (``pass_gate``) just before.
+        ``before_send`` is awaited once the request has its rate slot, just before
+        it is sent: the moment to record the intent to create. If it returns False
+        nothing is sent and ``create`` returns None.
         """
-        data = await self._call("POST", CREATE_PATH, json=body, create=True, gated=gated)
+        data = await self._call(_CREATE, body, before_send)
+        if data is _WITHHELD:
+            return None
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
             raise InDoubtError("create_tool_task: a success without a task id.")
         return task_id
 
-    async def query(self, task_id: str) -> TaskStatus:
+    async def query(self, task_id: str) -> answers.TaskStatus:
         """The status of one task."""
-        data = await self._call("POST", QUERY_PATH, json={"task_id": task_id})
+        data = await self._call(_QUERY, {"task_id": task_id})
         if not isinstance(data, dict):
             raise TransientError("query_tool_task_status: a success without data.")
-        raw_status = data.get("status")
-        status = raw_status if isinstance(raw_status, int) else None
-        urls = data.get("output_urls") or ()
-        error = data.get("error") or data.get("error_msg")
-        return TaskStatus(
-            task_id=str(data.get("task_id") or task_id),
-            status=status,
-            output_urls=tuple(str(u) for u in urls if isinstance(u, str)),
-            error=str(error) if error else None,
-        )
+        return answers.TaskStatus.from_data(data, task_id)
 
-    async def account(self) -> Account:
+    async def account(self) -> answers.Account:
         """The account's balance and subscription (free of charge)."""
-        data = await self._call("POST", ACCOUNT_PATH, json={})
-        data = data if isinstance(data, dict) else {}
-        balance = data.get("balances")
-        return Account(
-            email=data.get("email"),
-            name=data.get("name"),
-            balance=float(balance) if isinstance(balance, (int, float)) else None,
-            subscription=data.get("subscription")
-            if isinstance(data.get("subscription"), dict)
-            else None,
-        )
+        data = await self._call(_ACCOUNT, {})
+        return answers.Account.from_data(data if isinstance(data, dict) else {})
 
     async def credits_usage(
         self,
@@ -318,7 +234,7 @@ class SjinnClient:
         start_time: str | None = None,
         end_time: str | None = None,
         task_type: str | None = USAGE_TASK_TYPE,
-    ) -> UsagePage:
+    ) -> answers.UsagePage:
         """One page of the account's credits usage, newest first."""
         params: dict[str, Any] = {"limit": limit}
         for key, value in (
@@ -329,23 +245,8 @@ class SjinnClient:
         ):
             if value is not None:
                 params[key] = value
-        data = await self._call("POST", USAGE_PATH, json=params)
-        data = data if isinstance(data, dict) else {}
-        records = []
-        for rec in data.get("records") or ():
-            if not isinstance(rec, dict):
-                continue
-            records.append(
-                UsageRecord(
-                    id=str(rec.get("id")),
-                    task_type=str(rec.get("task_type")),
-                    task_id=rec.get("task_id"),
-                    cost_credits=float(rec.get("cost_credits") or 0),
-                    create_time=str(rec.get("create_time")),
-                )
-            )
-        nxt = data.get("next_cursor") or data.get("nextCursor") or data.get("cursor")
-        return UsagePage(records=tuple(records), next_cursor=str(nxt) if nxt else None)
+        data = await self._call(_USAGE, params)
+        return answers.UsagePage.from_data(data)
 
     async def download(self, url: str, dest: Path) -> tuple[int, str]:
         """Stream ``url`` into ``dest``; verify against Content-Length; return (bytes, sha256).

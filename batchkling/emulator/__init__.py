@@ -2,22 +2,27 @@
 
 ``create_app(config)`` is an ASGI app (Starlette) that ``batchkling mock-server``
 serves with uvicorn and that tests mount in-process with ``httpx.ASGITransport``.
-Its modules, by layer:
+Its modules, by layer (each imports only those above it):
 
-    config    EmulatorConfig: every flag, checked once
-    inputs    validation of a create request, as the reference describes it
-    usage     an account's credit records and their cursor pages
-    state     tasks, billing, refunds, running counts (no HTTP)
-    faults    fault draws, the rate limiter, expiring URL signatures
-    stats     request counters
-    persist   the --state journal
-    media     ETag, conditional and range answers for files
-    frames    sample PNG frames for the demo
-    wire      dropping a connection without an answer
-    app       the HTTP endpoints          admin   the /__emulator endpoints
+    config     EmulatorConfig: every flag, checked once
+    inputs     validation of a create request, as the reference describes it
+    usage      an account's credit records and their cursor pages
+    state      tasks, billing, refunds, running counts
+    params     the parameters of an API request
+    faults     fault draws, the rate limiter, expiring URL signatures
+    counters   what the server saw, per endpoint, status and key
+    persist    the --state journal
+    media      ETag, conditional and range answers for files
+    frames     sample PNG frames for the demo     assets   the sample clip
+    service    Emulator: the state, the path every API request takes, files, stats
+    wire       dropping a connection without an answer
+    responses  the service's answers as Starlette responses
+    routes     the API endpoints    files   videos and frames    admin   /__emulator
+    app        assembly: one service, the routes mounted on it
 
-Only ``app``, ``admin`` and ``wire`` import Starlette; nothing here imports the
-client side of batchkling, only the constants of ``batchkling.model``.
+Everything up to ``service`` decides and knows no web framework; only the
+layers below it import Starlette. Nothing here imports the client side of
+batchkling, only the constants of ``batchkling.model``.
 """
 
 from __future__ import annotations

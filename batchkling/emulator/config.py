@@ -9,9 +9,11 @@ here, once, so the server never runs with a setting it cannot honour.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from typing import Any
+
+from batchkling.emulator.usage_variants import USAGE_DEFECTS
 
 __all__ = [
     "CURSOR_FIELDS",
@@ -57,41 +59,102 @@ def _check_rate(value: float, name: str) -> None:
         raise ValueError(f"{name} must be a probability from 0 to 1, got {value}")
 
 
+# How a field takes a JSON value (``POST /__emulator/config``): its parser, whether
+# null is a value, and whether it can change while the server runs.
+_Parse = Callable[[str, Any], Any]
+
+
+def _setting(default: Any, parse: _Parse, *, nullable: bool = False, live: bool = True) -> Any:
+    return field(default=default, metadata={"parse": parse, "nullable": nullable, "live": live})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _a_range(name: str, value: Any) -> tuple[float, float]:
+    if isinstance(value, str):
+        return parse_range(value)
+    if _is_number(value):
+        return (float(value), float(value))
+    if isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value):
+        return (float(value[0]), float(value[1]))
+    raise ValueError(f'{name} must be [MIN, MAX] or "MIN,MAX"')
+
+
+def _strings(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"{name} must be a list of strings")
+
+
+def _a_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"{name} must be true or false")
+
+
+def _an_int(name: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"{name} must be an integer")
+
+
+def _a_float(name: str, value: Any) -> float:
+    if _is_number(value):
+        return float(value)
+    raise ValueError(f"{name} must be a number")
+
+
+def _a_str(name: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"{name} must be a string")
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     """Every setting of the emulator; the defaults are a well-behaved server."""
 
-    # Accounts and billing.
-    api_keys: tuple[str, ...] = ()  # empty: any non-empty key is accepted
-    balance: float | None = None  # credits per key; None is unlimited
-    refund_failed: bool = False
-    no_membership: bool = False
-    # Generation.
-    gen_seconds: tuple[float, float] = DEFAULT_GEN_SECONDS
-    seed: int | None = None
-    fail_rate: float = 0.0
+    # Accounts and billing. A balance is per key (POST /__emulator/balance sets one).
+    api_keys: tuple[str, ...] = _setting((), _strings)  # empty: any non-empty key is accepted
+    balance: float | None = _setting(None, _a_float, nullable=True, live=False)  # None: unlimited
+    refund_failed: bool = _setting(False, _a_bool)
+    no_membership: bool = _setting(False, _a_bool)
+    # Generation. The seed only matters when the generators are built.
+    gen_seconds: tuple[float, float] = _setting(DEFAULT_GEN_SECONDS, _a_range)
+    seed: int | None = _setting(None, _an_int, nullable=True, live=False)
+    fail_rate: float = _setting(0.0, _a_float)
     # Variants the API reference leaves open.
-    errors_as_http: bool = False
-    failed_status: int = -1
-    extra_status: int | None = None
-    cursor_field: str = "next_cursor"
-    failure_field: str = "error"  # data.error, data.error_msg, or the top-level errorMsg
-    cover_url: bool = False  # output_urls lists a .png cover before the .mp4
-    download_content_type: str = "video/mp4"
+    errors_as_http: bool = _setting(False, _a_bool)
+    failed_status: int = _setting(-1, _an_int)
+    extra_status: int | None = _setting(None, _an_int, nullable=True)
+    cursor_field: str = _setting("next_cursor", _a_str)
+    # Where a failed task's reason goes: data.error, data.error_msg, or the top-level errorMsg.
+    failure_field: str = _setting("error", _a_str)
+    cover_url: bool = _setting(False, _a_bool)  # output_urls lists a .png cover before the .mp4
+    download_content_type: str = _setting("video/mp4", _a_str)
     # Limits.
-    rate_limit: int | None = None  # requests per second per key
-    retry_after: bool = True  # send Retry-After with every 429
-    max_running: int | None = None  # tasks per key generating at once
-    max_running_code: int | None = None  # None: HTTP 429; else success:false with this code
+    # Requests per second per key.
+    rate_limit: int | None = _setting(None, _an_int, nullable=True)
+    retry_after: bool = _setting(True, _a_bool)  # send Retry-After with every 429
+    # Tasks per key generating at once.
+    max_running: int | None = _setting(None, _an_int, nullable=True)
+    # Too many running: None answers HTTP 429, else success:false with this code.
+    max_running_code: int | None = _setting(None, _an_int, nullable=True)
     # Faults.
-    error_rate: float = 0.0
-    lost_response_rate: float = 0.0
-    latency: tuple[float, float] = (0.0, 0.0)
-    download_fail_rate: float = 0.0
-    output_url_ttl: float | None = None
-    usage_lag: float = 0.0
-    # Persistence.
-    state_file: str | None = None
+    error_rate: float = _setting(0.0, _a_float)
+    lost_response_rate: float = _setting(0.0, _a_float)
+    latency: tuple[float, float] = _setting((0.0, 0.0), _a_range)
+    download_fail_rate: float = _setting(0.0, _a_float)
+    output_url_ttl: float | None = _setting(None, _a_float, nullable=True)
+    usage_lag: float = _setting(0.0, _a_float)
+    # The provider's clock, as its credits usage shows it, runs this many seconds ahead of ours.
+    usage_clock_offset: float = _setting(0.0, _a_float)
+    # One of ``usage_variants.USAGE_DEFECTS``: a usage answer that is wrong in that way.
+    usage_defect: str | None = _setting(None, _a_str, nullable=True)
+    # Persistence: read when the server starts.
+    state_file: str | None = _setting(None, _a_str, nullable=True, live=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gen_seconds", _check_range(self.gen_seconds, "gen_seconds"))
@@ -111,6 +174,10 @@ class EmulatorConfig:
             raise ValueError(f"output_url_ttl must be > 0 seconds, got {self.output_url_ttl}")
         if self.usage_lag < 0:
             raise ValueError(f"usage_lag must be >= 0 seconds, got {self.usage_lag}")
+        if self.usage_defect is not None and self.usage_defect not in USAGE_DEFECTS:
+            raise ValueError(f"usage_defect must be one of {', '.join(USAGE_DEFECTS)}")
+        if not math.isfinite(self.usage_clock_offset):
+            raise ValueError("usage_clock_offset must be a number of seconds")
         if self.cursor_field not in CURSOR_FIELDS:
             raise ValueError(f"cursor_field must be one of {', '.join(CURSOR_FIELDS)}")
         if self.failure_field not in FAILURE_FIELDS:
@@ -137,50 +204,16 @@ class EmulatorConfig:
         return replace(self, **coerced)
 
 
-_KINDS: dict[str, str] = {f.name: str(f.type) for f in fields(EmulatorConfig)}
+_FIELDS: dict[str, Field[Any]] = {f.name: f for f in fields(EmulatorConfig)}
 
-# `seed` only matters when the generators are built, `state_file` when the
-# server starts, and a balance is per key (POST /__emulator/balance sets one).
-RUNTIME_FIELDS = frozenset(_KINDS) - {"seed", "state_file", "balance"}
+RUNTIME_FIELDS = frozenset(name for name, f in _FIELDS.items() if f.metadata["live"])
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """One JSON value as the type the field declares."""
-    kind = _KINDS[name]
-    optional = kind.endswith("| None")
+    """One JSON value as the field takes it."""
+    meta = _FIELDS[name].metadata
     if value is None:
-        if optional:
+        if meta["nullable"]:
             return None
         raise ValueError(f"{name} cannot be null")
-    base = kind.removesuffix(" | None")
-    if base == "tuple[float, float]":
-        if isinstance(value, str):
-            return parse_range(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return (float(value), float(value))
-        if isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value):
-            return (float(value[0]), float(value[1]))
-        raise ValueError(f'{name} must be [MIN, MAX] or "MIN,MAX"')
-    if base == "tuple[str, ...]":
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise ValueError(f"{name} must be a list of strings")
-    if base == "bool":
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"{name} must be true or false")
-    if base == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ValueError(f"{name} must be an integer")
-    if base == "float":
-        if _is_number(value):
-            return float(value)
-        raise ValueError(f"{name} must be a number")
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"{name} must be a string")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return meta["parse"](name, value)

@@ -22,7 +22,7 @@ from typing import Any
 
 from batchkling.emulator.config import EmulatorConfig
 from batchkling.emulator.inputs import InvalidInput, parse_create
-from batchkling.emulator.usage import UsageBook, UsageRecord, format_time
+from batchkling.emulator.usage import UsageBook, UsageRecord, api_number, format_time
 from batchkling.model import USAGE_TASK_TYPE
 
 __all__ = [
@@ -367,7 +367,7 @@ class EmulatorState:
                 "input": t.input,
                 "duration": t.duration,
                 "model_mode": t.model_mode,
-                "cost_credits": _num(t.cost),
+                "cost_credits": api_number(t.cost),
                 "created_at": format_time(to_ms(t.created_at)),
                 "finish_at": format_time(to_ms(t.finish_at)),
                 "failed": t.failed,
@@ -377,9 +377,5 @@ class EmulatorState:
         ]
 
 
-def _num(value: float) -> float:
-    return int(value) if float(value).is_integer() else value
-
-
 def _fmt(value: float) -> str:
-    return f"{_num(value):,}"
+    return f"{api_number(value):,}"

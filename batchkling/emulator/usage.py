@@ -22,6 +22,7 @@ __all__ = [
     "MAX_LIMIT",
     "UsageBook",
     "UsageRecord",
+    "api_number",
     "decode_cursor",
     "encode_cursor",
     "format_time",
@@ -30,6 +31,11 @@ __all__ = [
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+
+
+def api_number(value: float) -> float:
+    """A credit amount as the API writes it: ``5`` for ``5.0``, anything else unchanged."""
+    return int(value) if float(value).is_integer() else value
 
 
 def format_time(ms: int) -> str:
@@ -79,13 +85,12 @@ class UsageRecord:
 
     def to_api(self) -> dict[str, Any]:
         """The record as the API lists it."""
-        cost = self.cost_credits
         return {
             "id": self.id,
             "task_type": self.task_type,
             "task_id": self.task_id,
             "chat_id": None,
-            "cost_credits": int(cost) if float(cost).is_integer() else cost,
+            "cost_credits": api_number(self.cost_credits),
             "create_time": format_time(self.create_ms),
         }
 

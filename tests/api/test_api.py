@@ -9,7 +9,9 @@ import anyio
 import httpx
 import pytest
 
-from batchkling.api.client import RequestGate, SjinnClient, make_http_client, parse_retry_after
+from batchkling.api.client import SjinnClient, make_http_client
+from batchkling.api.failures import parse_retry_after
+from batchkling.api.gate import RequestGate
 from batchkling.errors import (
     AuthError,
     InDoubtError,
@@ -50,11 +52,77 @@ async def test_create_query_download(emulator_factory: Factory, tmp_path: Path) 
     async with make_http_client(transport=emu.transport) as http:
         api = client_for(emu, http)
         task_id = await api.create(BODY)
+        assert task_id is not None
         await anyio.sleep(0.05)
         status = await api.query(task_id)
         assert status.succeeded and status.video_url() is not None
         size, sha = await api.download(status.video_url() or "", tmp_path / "v.mp4")
         assert size == (tmp_path / "v.mp4").stat().st_size and len(sha) == 64
+
+
+async def test_before_send_runs_between_the_gate_and_the_request(
+    emulator_factory: Factory,
+) -> None:
+    """``before_send`` sees the rate slot taken and the create not yet arrived; then it is sent."""
+    emu = emulator_factory()
+    gate = RequestGate(Rate(1000, 1.0))
+    seen: list[tuple[int, int]] = []
+
+    async def before_send() -> bool:
+        seen.append((gate.calls, emu.stats()["tasks_created"]))
+        return True
+
+    async with make_http_client(transport=emu.transport) as http:
+        task_id = await client_for(emu, http, gate=gate).create(BODY, before_send=before_send)
+    assert seen == [(1, 0)]
+    assert task_id is not None and emu.stats()["tasks_created"] == 1
+
+
+async def test_before_send_returning_false_sends_nothing(emulator_factory: Factory) -> None:
+    """A create withheld by ``before_send`` returns None and reaches no server."""
+    emu = emulator_factory()
+    gate = RequestGate(Rate(1000, 1.0))
+
+    async def withhold() -> bool:
+        return False
+
+    async with make_http_client(transport=emu.transport) as http:
+        assert await client_for(emu, http, gate=gate).create(BODY, before_send=withhold) is None
+    assert emu.stats()["requests"] == {}
+    assert gate.calls == 1
+
+
+async def test_an_error_in_before_send_reaches_the_caller_and_sends_nothing(
+    emulator_factory: Factory,
+) -> None:
+    """The client does not translate the caller's own failure, and sends nothing after it."""
+    emu = emulator_factory()
+
+    async def fail() -> bool:
+        raise OSError("disk full")
+
+    async with make_http_client(transport=emu.transport) as http:
+        with pytest.raises(OSError, match="disk full"):
+            await client_for(emu, http).create(BODY, before_send=fail)
+    assert emu.stats()["requests"] == {}
+
+
+async def test_api_calls_take_the_transport_and_downloads_the_client(
+    emulator_factory: Factory, tmp_path: Path
+) -> None:
+    """Given a transport, API calls go straight to it; downloads still use the client."""
+    emu = emulator_factory(gen_seconds=(0.0, 0.0))
+    async with make_http_client(transport=emu.transport) as http:
+        api = SjinnClient(
+            http, base_url=emu.base_url, api_key="test-key", transport=httpx.ASGITransport(emu.app)
+        )
+        task_id = await api.create(BODY)
+        assert task_id is not None
+        status = await api.query(task_id)
+        await http.aclose()
+        assert (await api.query(task_id)).succeeded  # the closed client was not used
+        with pytest.raises(RuntimeError):
+            await api.download(status.video_url() or "", tmp_path / "v.mp4")
 
 
 @pytest.mark.parametrize("as_http", [False, True])

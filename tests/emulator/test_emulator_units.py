@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,52 @@ def test_config_changes_coerce_json_values_and_round_trip() -> None:
         config.with_changes({"seed": 1})
     with pytest.raises(ValueError, match="true or false"):
         config.with_changes({"errors_as_http": "yes"})
+
+
+def test_config_fields_settable_at_run_time_and_those_that_take_null() -> None:
+    """Seed, state file and balance are fixed at start; only the optional settings take null."""
+    assert set(RUNTIME_FIELDS) == {f.name for f in fields(EmulatorConfig)} - {
+        "seed",
+        "state_file",
+        "balance",
+    }
+    nullable = set()
+    for name in RUNTIME_FIELDS:
+        try:
+            EmulatorConfig().with_changes({name: None})
+        except ValueError as exc:
+            assert str(exc) == f"{name} cannot be null"
+        else:
+            nullable.add(name)
+    assert nullable == {
+        "extra_status",
+        "usage_defect",
+        "rate_limit",
+        "max_running",
+        "max_running_code",
+        "output_url_ttl",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("latency", [1], 'latency must be [MIN, MAX] or "MIN,MAX"'),
+        ("latency", True, 'latency must be [MIN, MAX] or "MIN,MAX"'),
+        ("api_keys", "k", "api_keys must be a list of strings"),
+        ("rate_limit", 2.0, "rate_limit must be an integer"),
+        ("rate_limit", True, "rate_limit must be an integer"),
+        ("fail_rate", "0.1", "fail_rate must be a number"),
+        ("cursor_field", 1, "cursor_field must be a string"),
+    ],
+)
+def test_config_changes_name_the_field_and_the_type_it_takes(
+    name: str, value: Any, message: str
+) -> None:
+    """A JSON value of the wrong type is refused with the field's name and what it takes."""
+    with pytest.raises(ValueError) as caught:
+        EmulatorConfig().with_changes({name: value})
+    assert str(caught.value) == message
 
 
 @pytest.mark.parametrize(

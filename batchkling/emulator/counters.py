@@ -1,4 +1,4 @@
-"""Request counters for tests: what the server saw, per endpoint, status and key."""
+"""Request counters: what the server saw, per endpoint, status and key (read by the stats)."""
 
 from __future__ import annotations
 
