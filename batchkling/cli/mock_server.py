@@ -22,6 +22,7 @@ from batchkling.emulator.config import (
     EmulatorConfig,
     parse_range,
 )
+from batchkling.emulator.usage_variants import USAGE_DEFECTS
 from batchkling.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,15 +62,27 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "video files) on loopback. Prints one line, 'batchkling mock-server: listening on URL', "
         "once it accepts connections; stops cleanly on Ctrl-C or SIGTERM.",
     )
-    a = p.add_argument
-    a("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    a(
+    p.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
+    )
+    p.add_argument(
         "--port",
         type=int,
         default=DEFAULT_PORT,
         help=f"0 picks a free port (default {DEFAULT_PORT})",
     )
-    g = p.add_argument_group("accounts and billing").add_argument
+    _account_flags(p.add_argument_group("accounts and billing"))
+    _generation_flags(p.add_argument_group("generation"))
+    _variant_flags(p.add_argument_group("variants the API reference leaves open"))
+    limits = p.add_argument_group("limits and faults (also settable through /__emulator/config)")
+    _limit_flags(limits)
+    _fault_flags(limits)
+    p.add_argument("--state", metavar="FILE", help="keep tasks and records in FILE across restarts")
+    p.set_defaults(handler=_handle)
+
+
+def _account_flags(group: argparse._ArgumentGroup) -> None:
+    g = group.add_argument
     g(
         "--api-key",
         action="append",
@@ -81,7 +94,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     g("--balance", type=float, metavar="CREDITS", help="balance of each key (default unlimited)")
     g("--refund-failed", action="store_true", help="refund failed tasks in the credits usage")
     g("--no-membership", action="store_true", help="answer every create with error 101")
-    g = p.add_argument_group("generation").add_argument
+
+
+def _generation_flags(group: argparse._ArgumentGroup) -> None:
+    g = group.add_argument
     lo, hi = DEFAULT_GEN_SECONDS
     g(
         "--gen-seconds",
@@ -92,7 +108,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     g("--seed", type=int, help="seed the random draws (generation times, failures, faults)")
     g("--fail-rate", type=_rate, default=0.0, metavar="P", help="probability a task fails")
-    g = p.add_argument_group("variants the API reference leaves open").add_argument
+
+
+def _variant_flags(group: argparse._ArgumentGroup) -> None:
+    g = group.add_argument
     g(
         "--errors-as-http",
         action="store_true",
@@ -125,66 +144,82 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="TYPE",
         help="Content-Type of the videos (e.g. application/octet-stream)",
     )
-    g = p.add_argument_group("limits and faults (also settable through /__emulator/config)")
-    g.add_argument(
+
+
+def _limit_flags(group: argparse._ArgumentGroup) -> None:
+    g = group.add_argument
+    g(
         "--rate-limit",
         type=int,
         metavar="N",
         help="requests per second per key; excess gets 429 with Retry-After",
     )
-    g.add_argument("--no-retry-after", action="store_true", help="send 429s without Retry-After")
-    g.add_argument(
+    g("--no-retry-after", action="store_true", help="send 429s without Retry-After")
+    g(
         "--max-running",
         type=int,
         metavar="N",
         help="tasks per key generating at once; excess creates get 429",
     )
-    g.add_argument(
+    g(
         "--max-running-code",
         type=int,
         metavar="N",
         help="refuse excess creates with HTTP 200 and this error_code instead",
     )
-    g.add_argument(
+
+
+def _fault_flags(group: argparse._ArgumentGroup) -> None:
+    g = group.add_argument
+    g(
         "--error-rate",
         type=_rate,
         default=0.0,
         metavar="P",
         help="probability of a 500/502/503 before doing anything",
     )
-    g.add_argument(
+    g(
         "--lost-response-rate",
         type=_rate,
         default=0.0,
         metavar="P",
         help="probability a create is done and charged, then the connection dropped",
     )
-    g.add_argument(
+    g(
         "--latency",
         type=_range,
         default=(0.0, 0.0),
         metavar="MIN,MAX",
         help="seconds added to every API answer",
     )
-    g.add_argument(
+    g(
         "--download-fail-rate",
         type=_rate,
         default=0.0,
         metavar="P",
         help="probability a video download is cut off mid-body",
     )
-    g.add_argument(
-        "--output-url-ttl", type=float, metavar="S", help="output URLs stop working after S seconds"
-    )
-    g.add_argument(
+    g("--output-url-ttl", type=float, metavar="S", help="output URLs stop working after S seconds")
+    g(
         "--usage-lag",
         type=float,
         default=0.0,
         metavar="S",
         help="credits usage records appear only S seconds after they are made",
     )
-    a("--state", metavar="FILE", help="keep tasks and records in FILE across restarts")
-    p.set_defaults(handler=_handle)
+    g(
+        "--usage-clock-offset",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="the provider's clock, as its credits usage shows it, is S seconds ahead of ours",
+    )
+    g(
+        "--usage-defect",
+        choices=sorted(USAGE_DEFECTS),
+        metavar="NAME",
+        help="answer the credits usage wrongly in one way: " + ", ".join(sorted(USAGE_DEFECTS)),
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -215,6 +250,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             download_fail_rate=args.download_fail_rate,
             output_url_ttl=args.output_url_ttl,
             usage_lag=args.usage_lag,
+            usage_clock_offset=args.usage_clock_offset,
+            usage_defect=args.usage_defect,
             state_file=args.state,
         )
     except ValueError as exc:

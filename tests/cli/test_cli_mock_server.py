@@ -39,7 +39,8 @@ def test_every_flag_reaches_the_emulator_config() -> None:
         *("--rate-limit", "10", "--no-retry-after", "--max-running", "4"),
         *("--max-running-code", "102", "--error-rate", "0.1", "--lost-response-rate", "0.05"),
         *("--latency", "0.01,0.02", "--download-fail-rate", "0.3", "--output-url-ttl", "60"),
-        *("--usage-lag", "5", "--state", "s.jsonl"),
+        *("--usage-lag", "5", "--usage-clock-offset", "-90", "--usage-defect", "epoch-ms"),
+        *("--state", "s.jsonl"),
     )
     config = mock_server.config_from_args(args)
     assert config.to_json() == {
@@ -67,6 +68,8 @@ def test_every_flag_reaches_the_emulator_config() -> None:
         "download_fail_rate": 0.3,
         "output_url_ttl": 60.0,
         "usage_lag": 5.0,
+        "usage_clock_offset": -90.0,
+        "usage_defect": "epoch-ms",
         "state_file": "s.jsonl",
     }
     assert (args.host, args.port) == ("127.0.0.1", 8765)
