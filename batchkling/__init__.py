@@ -1,16 +1,114 @@
 """batchkling: render many Kling 3.0 image-to-video shots through the sjinn.ai API.
 
 Within budget, with bounded concurrency, and resumable at any instant from a
-local append-only ledger.
+local append-only ledger. The library in four names::
+
+    manifest = batchkling.load_manifest("board.yaml")
+    batchkling.plan(manifest.jobs, manifest.budget)       # what it costs
+    result = await batchkling.run_manifest(manifest, run_dir, client=client)
+    batchkling.Ledger.open(run_dir)                       # what happened, step by step
+
+Every error is a ``batchkling.BatchklingError``. The names are imported when
+first used, so ``import batchkling`` loads neither the HTTP stack nor anyio.
 """
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("batchkling")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from batchkling.cost import plan
+    from batchkling.errors import (
+        AccountError,
+        ApiError,
+        AuthError,
+        BatchklingError,
+        BudgetError,
+        InDoubtError,
+        InsufficientBalanceError,
+        LedgerError,
+        LockedError,
+        ManifestError,
+        MembershipError,
+        PreflightError,
+        RefusedError,
+        TaskNotFoundError,
+        TransientError,
+        UsageError,
+    )
+    from batchkling.ledger import Ledger
+    from batchkling.manifest.load import load_manifest
+    from batchkling.run.session import run_manifest
+
+# Each public name -> the module that defines it.
+_HOMES = {
+    "load_manifest": "batchkling.manifest.load",
+    "plan": "batchkling.cost",
+    "run_manifest": "batchkling.run.session",
+    "Ledger": "batchkling.ledger",
+    **dict.fromkeys(
+        (
+            "AccountError",
+            "ApiError",
+            "AuthError",
+            "BatchklingError",
+            "BudgetError",
+            "InDoubtError",
+            "InsufficientBalanceError",
+            "LedgerError",
+            "LockedError",
+            "ManifestError",
+            "MembershipError",
+            "PreflightError",
+            "RefusedError",
+            "TaskNotFoundError",
+            "TransientError",
+            "UsageError",
+        ),
+        "batchkling.errors",
+    ),
+}
+
+__all__ = [
+    "AccountError",
+    "ApiError",
+    "AuthError",
+    "BatchklingError",
+    "BudgetError",
+    "InDoubtError",
+    "InsufficientBalanceError",
+    "Ledger",
+    "LedgerError",
+    "LockedError",
+    "ManifestError",
+    "MembershipError",
+    "PreflightError",
+    "RefusedError",
+    "TaskNotFoundError",
+    "TransientError",
+    "UsageError",
+    "__version__",
+    "load_manifest",
+    "plan",
+    "run_manifest",
+]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'batchkling' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # found once, then an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

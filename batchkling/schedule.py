@@ -4,6 +4,8 @@
   of the rate's period holds at most R of them, as a token bucket (which lets R
   through at once and then refills, nearly 2R in one window) does not.
 - ``backoff``: exponential backoff with full jitter.
+- ``RetryPolicy``: the one retry policy: how many attempts, and the wait before
+  each retry (the server's ``Retry-After`` when it sent one, else backoff).
 - ``PollPlanner``: when to poll a running task next, learning how long tasks of
   the same mode and duration take in this run.
 """
@@ -22,7 +24,9 @@ __all__ = [
     "Pacer",
     "PollPlanner",
     "Rate",
+    "RetryPolicy",
     "backoff",
+    "backoff_step",
     "parse_rate",
     "retry_after_delay",
 ]
@@ -87,17 +91,47 @@ class Pacer:
         self.tat = max(self.tat, until)
 
 
+def backoff_step(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
+    """The exponential step of attempt ``attempt`` (from 0): ``min(cap, base * 2**attempt)``."""
+    return min(cap, base * (2.0 ** min(attempt, 62)))
+
+
 def backoff(attempt: int, *, base: float = 1.0, cap: float = 60.0, rand: float) -> float:
     """Full-jitter exponential backoff: a delay in [0, min(cap, base * 2**attempt)).
 
     ``attempt`` counts from 0; ``rand`` is a uniform draw in [0, 1).
     """
-    return rand * min(cap, base * (2.0 ** min(attempt, 62)))
+    return rand * backoff_step(attempt, base=base, cap=cap)
 
 
 def retry_after_delay(retry_after: float, *, rand: float, spread: float = 0.25) -> float:
     """Honour ``Retry-After`` plus a small positive jitter so waiters do not all wake at once."""
     return max(0.0, retry_after) + rand * spread * max(1.0, retry_after) * 0.4
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts an operation that provably had no effect gets, and the waits between.
+
+    The wait before retry ``n`` (from 0) honours the server's ``Retry-After`` when
+    the failure carried one. Otherwise it is exponential backoff: with
+    ``full_jitter``, a uniform draw below the step, which keeps the many jobs of
+    a run from retrying in step; without, the whole step plus a small spread,
+    for a lone call that should not come back sooner than the step.
+    """
+
+    attempts: int
+    base: float = 1.0
+    cap: float = 60.0
+    full_jitter: bool = True
+
+    def delay(self, retry: int, *, retry_after: float | None = None, rand: float) -> float:
+        """Seconds to wait before retry ``retry``; ``rand`` is a uniform draw in [0, 1)."""
+        if retry_after is not None:
+            return retry_after_delay(retry_after, rand=rand)
+        if self.full_jitter:
+            return backoff(retry, base=self.base, cap=self.cap, rand=rand)
+        return retry_after_delay(backoff_step(retry, base=self.base, cap=self.cap), rand=rand)
 
 
 @dataclass

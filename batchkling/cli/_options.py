@@ -1,27 +1,40 @@
-"""What several commands share: the run directory, the API options and key, opening a run."""
+"""What several commands share: the run directory, the API options, key and client."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from batchkling import __version__
 from batchkling.cli._io import IO
 from batchkling.errors import LedgerError, UsageError
-from batchkling.ledger import LEDGER_NAME, Ledger
-from batchkling.model import Manifest
-from batchkling.reconcile.usage import ReconcileOutcome
+from batchkling.ledger import LEDGER_NAME
+from batchkling.report.rows import default_run_dir
+from batchkling.schedule import Rate, parse_rate
+
+if TYPE_CHECKING:
+    import httpx
+
+    from batchkling.api.client import SjinnClient
+    from batchkling.reconcile.usage import ReconcileOutcome
 
 __all__ = [
     "DEFAULT_API_BASE",
+    "ApiSettings",
+    "Connection",
     "add_api_options",
     "add_run_dir_option",
     "api_base_from",
     "api_key_from",
+    "api_settings_from",
+    "client_from",
     "existing_ledger",
-    "open_run",
     "print_reconciliation",
+    "run_dir_from",
     "warn_torn_tail",
 ]
 
@@ -79,32 +92,60 @@ def api_base_from(args: argparse.Namespace) -> str:
     return base
 
 
-def open_run(manifest: Manifest, run_dir: Path, io: IO) -> Ledger:
-    """Lock and read the run directory's ledger, writing its header if it is new."""
-    ledger = Ledger.open(run_dir)
-    for warning in ledger.warnings:
-        print(f"batchkling: warning: {warning}", file=io.err)
-    path = str(Path(manifest.path).absolute())
-    header = ledger.state.header
-    if header is None:
-        ledger.append_sync(
-            "header",
-            None,
-            version=__version__,
-            format=1,
-            manifest=path,
-            manifest_sha256=manifest.sha256,
+def run_dir_from(args: argparse.Namespace, manifest_path: str | Path) -> Path:
+    """The run directory: --run-dir, else the manifest's default; always absolute."""
+    run_dir: Path = args.run_dir or default_run_dir(manifest_path)
+    return run_dir.absolute()
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Where and how fast to call the API, and with which key (never shown)."""
+
+    base: str
+    rate: Rate
+    key: str = field(repr=False)
+
+
+def api_settings_from(args: argparse.Namespace) -> ApiSettings:
+    """The API settings of --api-key-file/$SJINN_API_KEY, --api-base/$SJINN_API_BASE and --rate.
+
+    Read before anything else a command does, so that a missing key is the one
+    error reported when there are several.
+    """
+    key = api_key_from(args)
+    return ApiSettings(base=api_base_from(args), rate=parse_rate(args.rate), key=key)
+
+
+class Connection(NamedTuple):
+    """An open API client, and the HTTP client for files (videos, images) it downloads with."""
+
+    client: SjinnClient
+    http: httpx.AsyncClient
+
+
+@asynccontextmanager
+async def client_from(api: ApiSettings, *, pooled: bool = False) -> AsyncIterator[Connection]:
+    """An API client paced at ``api.rate``, closed on exit.
+
+    With ``pooled``, API requests go straight to a connection pool of their own,
+    apart from the files: what a run's many polls need.
+    """
+    # Imported here: the commands that never call the API load no HTTP stack.
+    from batchkling.api.client import SjinnClient, make_http_client, make_transport
+    from batchkling.api.gate import RequestGate
+
+    gate = RequestGate(api.rate)
+    if not pooled:
+        async with make_http_client() as http:
+            yield Connection(SjinnClient(http, base_url=api.base, api_key=api.key, gate=gate), http)
+        return
+    transport = make_transport()
+    async with transport, make_http_client() as http:
+        client = SjinnClient(
+            http, base_url=api.base, api_key=api.key, gate=gate, transport=transport
         )
-    elif header.get("manifest") != path:
-        # Job keys are only meaningful within one manifest: say so, but the budget
-        # still counts everything this ledger committed.
-        print(
-            f"batchkling: warning: the run directory {run_dir} was made for "
-            f"{header.get('manifest')}, not {path}; jobs with the same keys are taken as "
-            "the same jobs.",
-            file=io.err,
-        )
-    return ledger
+        yield Connection(client, http)
 
 
 def existing_ledger(run_dir: Path, *, required: bool) -> Path:
@@ -149,7 +190,8 @@ def print_reconciliation(outcome: ReconcileOutcome, io: IO) -> None:
         ids = ", ".join(f"{c.task_id} ({c.credits:g} credits at {c.at.isoformat()})" for c in cands)
         print(f"still in doubt: {job}: several charges could be its create: {ids}", file=io.err)
     for job in res.waiting:
-        print(f"still in doubt: {job}: no charge yet; the usage has not settled.", file=io.err)
+        why = res.reasons.get(job, "no charge matches it yet")
+        print(f"still in doubt: {job}: {why}.", file=io.err)
     for c in res.orphans:
         print(
             f"orphan charge: task {c.task_id}, {c.credits:g} credits at {c.at.isoformat()}, "

@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from batchkling.api.client import RequestGate, SjinnClient, make_http_client
 from batchkling.cli._io import IO
 from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
 from batchkling.cli._options import (
+    ApiSettings,
     add_api_options,
     add_run_dir_option,
-    api_base_from,
-    api_key_from,
+    api_settings_from,
+    client_from,
+    run_dir_from,
 )
 from batchkling.errors import PreflightError
 from batchkling.ledger import LEDGER_NAME, fold_ledger
-from batchkling.preflight.account import check_account, check_manifest_images
-from batchkling.report.rows import default_run_dir
+from batchkling.model import DEFAULT_IMAGE_TIMEOUT, DEFAULT_RATE, Manifest
 from batchkling.run.selection import select_work
-from batchkling.schedule import parse_rate
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from batchkling.preflight.checks import PreflightReport
+
+__all__ = ["cmd_check", "register"]
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -38,46 +41,49 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_manifest_options(c)
     add_run_dir_option(c)
     add_api_options(c)
-    c.add_argument("--rate", default="2/s", help="API requests per second or minute (default 2/s)")
+    c.add_argument(
+        "--rate",
+        default=DEFAULT_RATE,
+        help=f"API requests per second or minute (default {DEFAULT_RATE})",
+    )
     c.add_argument(
         "--image-timeout",
         type=float,
-        default=10.0,
+        default=DEFAULT_IMAGE_TIMEOUT,
         metavar="S",
-        help="timeout of each image request (default 10)",
+        help=f"timeout of each image request (default {DEFAULT_IMAGE_TIMEOUT:g})",
     )
     c.set_defaults(handler=cmd_check)
 
 
 def cmd_check(args: argparse.Namespace, io: IO) -> int:
-    key = api_key_from(args)
-    base = api_base_from(args)
-    rate = parse_rate(args.rate)
+    """Run pre-flight; exit 0 when everything passed."""
+    api = api_settings_from(args)
     manifest = load_manifest_from_args(args, io)
-    run_dir = (args.run_dir or default_run_dir(manifest.path)).absolute()
+    run_dir = run_dir_from(args, manifest.path)
+    # What the run would still commit: the balance must cover that, not the whole plan.
     st = fold_ledger(run_dir / LEDGER_NAME).state
-    selection = select_work(manifest.jobs, st, budget=manifest.budget, allow_partial=True)
-
-    async def main() -> list[Any]:
-        async with make_http_client() as http:
-            client = SjinnClient(http, base_url=base, api_key=key, gate=RequestGate(rate))
-            account = await check_account(client, needed=selection.to_commit)
-            balance = "unknown" if account.balance is None else f"{account.balance:.0f}"
-            print(
-                f"account: key accepted, balance {balance} credits, "
-                f"{selection.to_commit} still to commit",
-                file=io.out,
-            )
-            return await check_manifest_images(
-                manifest, http=http, run_dir=run_dir, timeout=args.image_timeout
-            )
-
-    problems = anyio.run(main)
-    for problem in problems:
-        if problem.warning:
-            print(problem, file=io.err)
-    errors = [p for p in problems if not p.warning]
-    if errors:
-        raise PreflightError(errors)
+    needed = select_work(manifest.jobs, st, budget=manifest.budget, allow_partial=True).to_commit
+    report = anyio.run(_check, api, manifest, run_dir, needed, args.image_timeout)
+    balance = "unknown" if report.account.balance is None else f"{report.account.balance:.0f}"
+    print(
+        f"account: key accepted, balance {balance} credits, {needed} still to commit",
+        file=io.out,
+    )
+    for problem in report.warnings:
+        print(problem, file=io.err)
+    if report.errors:
+        raise PreflightError(list(report.errors))
     print(f"{manifest.path}: pre-flight passed ({len(manifest.shots)} shots).", file=io.out)
     return 0
+
+
+async def _check(
+    api: ApiSettings, manifest: Manifest, run_dir: Path, needed: int, image_timeout: float
+) -> PreflightReport:
+    from batchkling.preflight.checks import run_preflight
+
+    async with client_from(api) as (client, http):
+        return await run_preflight(
+            client, manifest, needed=needed, http=http, run_dir=run_dir, image_timeout=image_timeout
+        )

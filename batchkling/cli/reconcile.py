@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from batchkling.api.client import RequestGate, SjinnClient, make_http_client
 from batchkling.cli._io import IO
 from batchkling.cli._options import (
+    ApiSettings,
     add_api_options,
     add_run_dir_option,
-    api_base_from,
-    api_key_from,
+    api_settings_from,
+    client_from,
     print_reconciliation,
+    run_dir_from,
 )
 from batchkling.errors import UsageError
 from batchkling.ledger import LEDGER_NAME, Ledger
-from batchkling.model import JobState
+from batchkling.model import DEFAULT_RATE, JobState
 from batchkling.reconcile.match import DEFAULT_SETTLE
-from batchkling.reconcile.usage import reconcile_ledger
-from batchkling.report.rows import default_run_dir
-from batchkling.schedule import parse_rate
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from batchkling.reconcile.usage import ReconcileOutcome
+
+__all__ = ["cmd_reconcile", "register"]
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -40,7 +40,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     r.add_argument("manifest", nargs="?", metavar="MANIFEST")
     add_run_dir_option(r)
     add_api_options(r)
-    r.add_argument("--rate", default="2/s", help="API requests per second or minute (default 2/s)")
+    r.add_argument(
+        "--rate",
+        default=DEFAULT_RATE,
+        help=f"API requests per second or minute (default {DEFAULT_RATE})",
+    )
     r.add_argument(
         "--usage-settle",
         type=float,
@@ -52,28 +56,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_reconcile(args: argparse.Namespace, io: IO) -> int:
+    """Reconcile; exit 0 when nothing is left in doubt."""
     if args.manifest is None and args.run_dir is None:
         raise UsageError("reconcile needs MANIFEST or --run-dir DIR.")
-    key = api_key_from(args)
-    base = api_base_from(args)
-    rate = parse_rate(args.rate)
-    if args.run_dir is not None:
-        run_dir = Path(args.run_dir).absolute()
-    else:
-        run_dir = default_run_dir(args.manifest)
+    api = api_settings_from(args)
+    run_dir = run_dir_from(args, args.manifest)
     if not (run_dir / LEDGER_NAME).exists():
         raise UsageError(f"no ledger at {run_dir / LEDGER_NAME}: nothing has run there.")
-    ledger = Ledger.open(run_dir)
-    try:
+    with Ledger.open(run_dir) as ledger:
         for warning in ledger.warnings:
             print(f"batchkling: warning: {warning}", file=io.err)
-
-        async def main() -> Any:
-            async with make_http_client() as http:
-                client = SjinnClient(http, base_url=base, api_key=key, gate=RequestGate(rate))
-                return await reconcile_ledger(ledger, client, settle=args.usage_settle)
-
-        outcome = anyio.run(main)
+        outcome = anyio.run(_reconcile, api, ledger, args.usage_settle)
         if outcome.result is None and outcome.unavailable is None:
             print("nothing in doubt.", file=io.out)
             return 0
@@ -81,5 +74,10 @@ def cmd_reconcile(args: argparse.Namespace, io: IO) -> int:
         left = [k for k, r in ledger.state.jobs.items() if r.state is JobState.IN_DOUBT]
         print(f"{len(left)} job(s) still in doubt.", file=io.out)
         return 0 if not left and outcome.unavailable is None else 1
-    finally:
-        ledger.close()
+
+
+async def _reconcile(api: ApiSettings, ledger: Ledger, settle: float) -> ReconcileOutcome:
+    from batchkling.reconcile.usage import reconcile_ledger
+
+    async with client_from(api) as (client, _http):
+        return await reconcile_ledger(ledger, client, settle=settle)

@@ -1,58 +1,52 @@
-"""`batchkling run`."""
+"""`batchkling run`: the command line of ``run_manifest``: arguments in, lines and a status out.
+
+Signals are handled here: the first SIGINT or SIGTERM asks the run to stop
+cleanly (no new creates; creates already sent record their answer), a second
+one leaves at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import signal
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from batchkling import __version__
-from batchkling.api.client import RequestGate, SjinnClient, make_http_client, make_transport
 from batchkling.cli._io import IO
-from batchkling.cli._manifest_args import (
-    add_manifest_options,
-    load_manifest_from_args,
-)
+from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
 from batchkling.cli._options import (
+    ApiSettings,
     add_api_options,
     add_run_dir_option,
-    api_base_from,
-    api_key_from,
-    open_run,
+    api_settings_from,
+    client_from,
     print_reconciliation,
+    run_dir_from,
 )
-from batchkling.cli._progress import ProgressPrinter
-from batchkling.errors import BatchklingError, PreflightError, UsageError
-from batchkling.ledger import Ledger
-from batchkling.model import DEFAULT_CONCURRENCY, JobState, Manifest
-from batchkling.preflight.account import check_account, check_manifest_images
+from batchkling.errors import UsageError
+from batchkling.model import DEFAULT_CONCURRENCY, DEFAULT_RATE, JobState, Manifest
 from batchkling.reconcile.match import DEFAULT_SETTLE
-from batchkling.reconcile.usage import reconcile_ledger
-from batchkling.report.rows import (
-    default_run_dir,
-    intact_videos,
-)
-from batchkling.run.runner import (
+from batchkling.run.events import Checked, Opened, Planned, Reconciled, RunEvent, Started
+from batchkling.run.options import (
     DEFAULT_POLL_MAX,
     DEFAULT_POLL_MIN,
     DEFAULT_TASK_TIMEOUT,
-    Runner,
+    Progress,
     RunOptions,
     RunResult,
 )
-from batchkling.run.selection import Selection, select_work
-from batchkling.schedule import parse_rate
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from batchkling.cli._progress import ProgressPrinter
+    from batchkling.run.selection import Selection
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 130
+__all__ = ["cmd_run", "parse_poll_interval", "register"]
+
+# The run's machinery (the HTTP stack, the runner, the progress bar) is imported
+# when the command runs, so that building the parser for any command loads none of it.
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -66,48 +60,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_manifest_options(p)
     add_run_dir_option(p)
     add_api_options(p)
-    p.add_argument(
-        "--allow-partial",
-        action="store_true",
-        help="submit the jobs that fit the budget in manifest order, skip the rest",
-    )
-    p.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        help=f"jobs in flight at once (default {DEFAULT_CONCURRENCY})",
-    )
-    p.add_argument(
-        "--rate",
-        default="2/s",
-        help="API requests per second or minute: N/s, N/min or N (default 2/s)",
-    )
-    p.add_argument("--no-wait", action="store_true", help="submit and exit; a later run collects")
-    p.add_argument("--no-download", action="store_true", help="stop at completed")
-    p.add_argument("--retry-failed", action="store_true", help="resubmit jobs whose task failed")
-    p.add_argument(
-        "--resubmit-in-doubt",
-        action="store_true",
-        help="resubmit jobs whose create outcome is unknown (may pay twice)",
-    )
-    p.add_argument(
-        "--rerender-changed",
-        action="store_true",
-        help="resubmit jobs whose manifest entry changed since they were sent",
-    )
-    p.add_argument(
-        "--poll-interval",
-        default=f"{DEFAULT_POLL_MIN:g},{DEFAULT_POLL_MAX:g}",
-        metavar="MIN[,MAX]",
-        help="bounds of the delay between polls of a task, seconds",
-    )
-    p.add_argument(
-        "--task-timeout",
-        type=float,
-        default=DEFAULT_TASK_TIMEOUT,
-        metavar="S",
-        help="how long this run waits for one task (default 1800)",
-    )
+    _add_selection_options(p)
+    _add_pacing_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument(
         "--skip-preflight",
@@ -130,6 +84,54 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_run)
 
 
+def _add_selection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="submit the jobs that fit the budget in manifest order, skip the rest",
+    )
+    p.add_argument("--no-wait", action="store_true", help="submit and exit; a later run collects")
+    p.add_argument("--no-download", action="store_true", help="stop at completed")
+    p.add_argument("--retry-failed", action="store_true", help="resubmit jobs whose task failed")
+    p.add_argument(
+        "--resubmit-in-doubt",
+        action="store_true",
+        help="resubmit jobs whose create outcome is unknown (may pay twice)",
+    )
+    p.add_argument(
+        "--rerender-changed",
+        action="store_true",
+        help="resubmit jobs whose manifest entry changed since they were sent",
+    )
+
+
+def _add_pacing_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"jobs in flight at once (default {DEFAULT_CONCURRENCY})",
+    )
+    p.add_argument(
+        "--rate",
+        default=DEFAULT_RATE,
+        help=f"API requests per second or minute: N/s, N/min or N (default {DEFAULT_RATE})",
+    )
+    p.add_argument(
+        "--poll-interval",
+        default=f"{DEFAULT_POLL_MIN:g},{DEFAULT_POLL_MAX:g}",
+        metavar="MIN[,MAX]",
+        help="bounds of the delay between polls of a task, seconds",
+    )
+    p.add_argument(
+        "--task-timeout",
+        type=float,
+        default=DEFAULT_TASK_TIMEOUT,
+        metavar="S",
+        help=f"how long this run waits for one task (default {DEFAULT_TASK_TIMEOUT:g})",
+    )
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -141,6 +143,7 @@ def _positive_int(text: str) -> int:
 
 
 def parse_poll_interval(text: str) -> tuple[float, float]:
+    """``MIN`` or ``MIN,MAX`` seconds; a lone MIN keeps the default MAX (or MIN, if larger)."""
     try:
         parts = [float(x) for x in text.split(",")]
     except ValueError:
@@ -154,158 +157,90 @@ def parse_poll_interval(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def cmd_run(args: argparse.Namespace, io: IO) -> int:
-    key = api_key_from(args)  # first: a missing key is reported before anything is read
-    base = api_base_from(args)
-    rate = parse_rate(args.rate)
+def _options_from(args: argparse.Namespace) -> RunOptions:
     poll_min, poll_max = parse_poll_interval(args.poll_interval)
     if args.task_timeout <= 0:
         raise UsageError("--task-timeout must be positive.")
     if args.usage_settle < 0:
         raise UsageError("--usage-settle must not be negative.")
+    return RunOptions(
+        concurrency=args.concurrency,
+        no_wait=args.no_wait,
+        no_download=args.no_download,
+        poll_min=poll_min,
+        poll_max=poll_max,
+        task_timeout=args.task_timeout,
+        usage_settle=None if args.no_reconcile else args.usage_settle,
+        allow_partial=args.allow_partial,
+        retry_failed=args.retry_failed,
+        resubmit_in_doubt=args.resubmit_in_doubt,
+        rerender_changed=args.rerender_changed,
+    )
+
+
+def cmd_run(args: argparse.Namespace, io: IO) -> int:
+    """Run the manifest; the exit status says whether every job ended where it should."""
+    from batchkling.cli._progress import ProgressPrinter
+
+    api = api_settings_from(args)  # first: a missing key is reported before anything is read
+    options = _options_from(args)
     manifest = load_manifest_from_args(args, io)
-    run_dir = (args.run_dir or default_run_dir(manifest.path)).absolute()
-    ledger = open_run(manifest, run_dir, io)
+    run_dir = run_dir_from(args, manifest.path)
+    printer = ProgressPrinter(io.err, enabled=not args.quiet)
+    display = _Display(
+        io, printer, manifest, run_dir, quiet=args.quiet, skip_preflight=args.skip_preflight
+    )
     try:
-
-        def select() -> Selection:
-            return select_work(
-                manifest.jobs,
-                ledger.state,
-                budget=manifest.budget,
-                allow_partial=args.allow_partial,
-                retry_failed=args.retry_failed,
-                resubmit_in_doubt=args.resubmit_in_doubt,
-                rerender_changed=args.rerender_changed,
-                present=intact_videos(run_dir, ledger.state),
-            )
-
-        select()  # over budget: exit 3 before anything is sent
-        options = RunOptions(
-            concurrency=args.concurrency,
-            no_wait=args.no_wait,
-            no_download=args.no_download,
-            poll_min=poll_min,
-            poll_max=poll_max,
-            task_timeout=args.task_timeout,
-            usage_settle=None if args.no_reconcile else args.usage_settle,
-        )
-        if args.skip_preflight:
-            print(
-                "batchkling: WARNING: --skip-preflight: the account and the images are NOT "
-                "checked before credits are spent.",
-                file=io.err,
-            )
-        started = time.monotonic()
-        ledger.append_sync(
-            "run_started",
-            None,
-            pid=os.getpid(),
-            version=__version__,
-            manifest_sha256=manifest.sha256,
-            budget=manifest.budget,
-            concurrency=args.concurrency,
-            rate=str(rate),
-        )
-        printer = ProgressPrinter(io.err, enabled=not args.quiet)
-        gate = RequestGate(rate)
-        try:
-            result = anyio.run(
-                _run_async,
-                _Context(
-                    manifest=manifest,
-                    select=select,
-                    ledger=ledger,
-                    options=options,
-                    gate=gate,
-                    base=base,
-                    key=key,
-                    printer=printer,
-                    io=io,
-                    run_dir=run_dir,
-                    preflight=not args.skip_preflight,
-                    quiet=args.quiet,
-                ),
-            )
-        except BatchklingError as exc:
-            # Refused before or during the run (pre-flight, account): the ledger says so.
-            ledger.append_sync("run_ended", None, exit_status=exc.exit_code, api_calls=gate.calls)
-            raise
-        finally:
-            printer.close()
-        status = _exit_status(result, manifest, ledger, options)
-        if result.account_error is not None and not result.interrupted:
-            status = result.account_error.exit_code
-        ledger.append_sync(
-            "run_ended", None, exit_status=status, api_calls=gate.calls, counts=result.counts
-        )
-        _print_summary(
-            result, manifest, ledger, run_dir, io, gate.calls, time.monotonic() - started, options
-        )
-        if result.account_error is not None and not result.interrupted:
-            print(f"batchkling: error: {result.account_error}", file=io.err)
-        return status
+        result = anyio.run(_run, manifest, run_dir, api, options, display, not args.skip_preflight)
     finally:
-        ledger.close()
+        printer.close()
+    _print_summary(result, manifest, run_dir, io)
+    if result.account_error is not None and not result.interrupted:
+        print(f"batchkling: error: {result.account_error}", file=io.err)
+    return result.exit_status
 
 
-@dataclass
-class _Context:
-    manifest: Manifest
-    select: Callable[[], Selection]
-    ledger: Ledger
-    options: RunOptions
-    gate: RequestGate
-    base: str
-    key: str
-    printer: ProgressPrinter
-    io: IO
-    run_dir: Path
-    preflight: bool
-    quiet: bool
+async def _run(
+    manifest: Manifest,
+    run_dir: Path,
+    api: ApiSettings,
+    options: RunOptions,
+    display: _Display,
+    preflight: bool,
+) -> RunResult:
+    from batchkling.run.session import run_manifest
 
-
-async def _run_async(ctx: _Context) -> RunResult:
-    options = ctx.options
-    transport = make_transport()
-    async with transport, make_http_client() as http:
-        client = SjinnClient(
-            http, base_url=ctx.base, api_key=ctx.key, gate=ctx.gate, transport=transport
-        )
-        if options.usage_settle is not None and any(
-            ctx.ledger.state.state_of(j.key) is JobState.IN_DOUBT for j in ctx.manifest.jobs
-        ):
-            print_reconciliation(
-                await reconcile_ledger(ctx.ledger, client, settle=options.usage_settle or 0.0),
-                ctx.io,
+    stop, started = anyio.Event(), anyio.Event()
+    display.started = started
+    failure: Exception | None = None
+    async with client_from(api, pooled=True) as (client, http), anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, started, stop, display.printer, options.create_answer_timeout)
+        try:
+            result = await run_manifest(
+                manifest,
+                run_dir,
+                client=client,
+                http=http,
+                options=options,
+                progress=display.show,
+                preflight=preflight,
+                rate=api.rate,
+                stop=stop,
             )
-        selection = ctx.select()
-        _print_plan(selection, ctx.manifest, ctx.run_dir, ctx.io, quiet=ctx.quiet)
-        if ctx.preflight and selection.submit:
-            await check_account(client, needed=selection.to_commit)
-            problems = await check_manifest_images(ctx.manifest, http=http, run_dir=ctx.run_dir)
-            for problem in problems:
-                if problem.warning:
-                    print(problem, file=ctx.io.err)
-            errors = [p for p in problems if not p.warning]
-            if errors:
-                raise PreflightError(errors)
-        runner = Runner(
-            jobs=ctx.manifest.jobs,
-            selection=selection,
-            ledger=ctx.ledger,
-            client=client,
-            options=options,
-            progress=ctx.printer.update,
-        )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, runner, ctx.printer)
-            result = await runner.run()
-            tg.cancel_scope.cancel()
-        return result
+        except Exception as exc:
+            failure = exc  # raised below as it is, not wrapped in the task group's group
+        tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return result
 
 
-async def _watch_signals(runner: Runner, printer: ProgressPrinter) -> None:
+async def _watch_signals(
+    started: anyio.Event, stop: anyio.Event, printer: ProgressPrinter, answer_timeout: float
+) -> None:
+    from batchkling.run.session import EXIT_INTERRUPTED
+
+    await started.wait()  # until the work starts, a signal interrupts as for any command
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         seen = 0
         async for _ in signals:
@@ -313,62 +248,86 @@ async def _watch_signals(runner: Runner, printer: ProgressPrinter) -> None:
             if seen == 1:
                 printer.message(
                     "batchkling: stopping: no new creates; waiting for creates already sent "
-                    "(at most 30 s). Press Ctrl-C again to quit at once."
+                    f"(at most {answer_timeout:g} s). Press Ctrl-C again to quit at once."
                 )
-                runner.interrupt()
+                stop.set()
             else:
                 # The ledger is consistent after every single write; leave now.
                 os._exit(EXIT_INTERRUPTED)
 
 
-def _exit_status(result: RunResult, manifest: Manifest, ledger: Ledger, opt: RunOptions) -> int:
-    if result.interrupted and result.account_error is None:
-        return EXIT_INTERRUPTED
-    fine = {JobState.DONE, JobState.SKIPPED}
-    if opt.no_download:
-        fine.add(JobState.COMPLETED)
-    for job in manifest.jobs:
-        if ledger.state.state_of(job.key) not in fine:
-            return EXIT_INCOMPLETE
-    return EXIT_OK
+class _Display:
+    """Shows what the run tells as it goes: warnings, the plan, progress."""
 
+    def __init__(
+        self,
+        io: IO,
+        printer: ProgressPrinter,
+        manifest: Manifest,
+        run_dir: Path,
+        *,
+        quiet: bool,
+        skip_preflight: bool,
+    ) -> None:
+        self.io = io
+        self.printer = printer
+        self._manifest = manifest
+        self._run_dir = run_dir
+        self._quiet = quiet
+        self._skip_preflight = skip_preflight
+        self.started: anyio.Event | None = None  # set once the work starts
 
-def _print_plan(sel: Selection, manifest: Manifest, run_dir: Path, io: IO, *, quiet: bool) -> None:
-    for job in sel.changed:
+    def show(self, event: RunEvent) -> None:
+        """The progress callback of the run."""
+        err = self.io.err
+        if isinstance(event, Progress):
+            self.printer.update(event)
+        elif isinstance(event, Opened):
+            for warning in event.warnings:
+                print(f"batchkling: warning: {warning}", file=err)
+            if self._skip_preflight:
+                print(
+                    "batchkling: WARNING: --skip-preflight: the account and the images are NOT "
+                    "checked before credits are spent.",
+                    file=err,
+                )
+        elif isinstance(event, Reconciled):
+            print_reconciliation(event.outcome, self.io)
+        elif isinstance(event, Planned):
+            self._plan(event.selection)
+        elif isinstance(event, Checked):
+            for problem in event.warnings:
+                print(problem, file=err)
+        elif isinstance(event, Started) and self.started is not None:
+            self.started.set()
+
+    def _plan(self, sel: Selection) -> None:
+        err = self.io.err
+        for job in sel.changed:
+            print(
+                f"batchkling: warning: {job.key}: the manifest entry changed since it was sent; "
+                "left as it is (--rerender-changed resubmits it).",
+                file=err,
+            )
+        for note in sel.notes:
+            print(f"batchkling: {note}", file=err)
+        if self._quiet:
+            return
+        budget = "no budget" if sel.budget is None else f"budget {sel.budget}"
         print(
-            f"batchkling: warning: {job.key}: the manifest entry changed since it was sent; "
-            "left as it is (--rerender-changed resubmits it).",
-            file=io.err,
+            f"batchkling: {len(self._manifest.jobs)} jobs; to submit {len(sel.submit)} "
+            f"({sel.to_commit} credits), to poll {len(sel.follow)}, to download "
+            f"{len(sel.download)}; {sel.committed} credits already committed, {budget}; "
+            f"run directory {self._run_dir}",
+            file=err,
         )
-    for note in sel.notes:
-        print(f"batchkling: {note}", file=io.err)
-    if quiet:
-        return
-    budget = "no budget" if sel.budget is None else f"budget {sel.budget}"
-    print(
-        f"batchkling: {len(manifest.jobs)} jobs; to submit {len(sel.submit)} "
-        f"({sel.to_commit} credits), to poll {len(sel.follow)}, to download "
-        f"{len(sel.download)}; {sel.committed} credits already committed, {budget}; "
-        f"run directory {run_dir}",
-        file=io.err,
-    )
 
 
-def _print_summary(
-    result: RunResult,
-    manifest: Manifest,
-    ledger: Ledger,
-    run_dir: Path,
-    io: IO,
-    api_calls: int,
-    elapsed: float,
-    opt: RunOptions,
-) -> None:
-    st = ledger.state
+def _print_summary(result: RunResult, manifest: Manifest, run_dir: Path, io: IO) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
     print(
-        f"{len(manifest.jobs)} jobs: {counts}; {st.credits_committed} credits committed; "
-        f"{api_calls} API calls in {elapsed:.1f} s",
+        f"{len(manifest.jobs)} jobs: {counts}; {result.credits_committed} credits committed; "
+        f"{result.api_calls} API calls in {result.elapsed:.1f} s",
         file=io.out,
     )
     if result.polls:
@@ -376,7 +335,7 @@ def _print_summary(
         delay = result.median_detection_delay
         extra = f", median detection delay <= {delay:.1f} s" if delay is not None else ""
         print(f"polls per job {mean:.1f}{extra}", file=io.out)
-    in_doubt = [j.key for j in manifest.jobs if st.state_of(j.key) is JobState.IN_DOUBT]
+    in_doubt = result.jobs_in(JobState.IN_DOUBT)
     if in_doubt:
         print(
             f"in doubt (the create's answer was lost; it may have been charged): "
@@ -384,9 +343,18 @@ def _print_summary(
             f"usage; --resubmit-in-doubt sends them again and may pay twice.",
             file=io.out,
         )
-    failed = [j.key for j in manifest.jobs if st.state_of(j.key) is JobState.FAILED]
+    failed = result.jobs_in(JobState.FAILED)
     if failed:
         print(f"failed: {', '.join(failed)} (--retry-failed resubmits them)", file=io.out)
+    _print_findings(result, io)
+    if result.interrupted:
+        print(
+            f"interrupted. To resume, run the same command again (run directory {run_dir}).",
+            file=io.out,
+        )
+
+
+def _print_findings(result: RunResult, io: IO) -> None:
     for key, value in result.unknown_status.items():
         print(
             f"{key}: the API answered the undocumented status {value}; treated as running.",
@@ -400,10 +368,5 @@ def _print_summary(
         print(
             f"orphan charge: task {charge.task_id}, {charge.credits:g} credits at "
             f"{charge.at.isoformat()}, claimed by no job of this run.",
-            file=io.out,
-        )
-    if result.interrupted:
-        print(
-            f"interrupted. To resume, run the same command again (run directory {run_dir}).",
             file=io.out,
         )

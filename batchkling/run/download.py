@@ -14,9 +14,11 @@ from pathlib import Path
 
 import anyio
 
-from batchkling.api.client import SjinnClient, pick_video
+from batchkling.api.answers import pick_video
+from batchkling.api.client import SjinnClient
 from batchkling.errors import InDoubtError, RefusedError, TaskNotFoundError, TransientError
-from batchkling.schedule import backoff
+from batchkling.run.retry import retrying
+from batchkling.schedule import RetryPolicy
 
 __all__ = ["Downloaded", "Downloader", "video_path"]
 
@@ -51,14 +53,9 @@ class Downloader:
     ) -> None:
         self._client = client
         self._run_dir = run_dir
-        self._attempts = attempts
         self._limiter = anyio.CapacityLimiter(parallel)
-        self._base = backoff_base
-        self._cap = backoff_cap
+        self._policy = RetryPolicy(attempts=attempts, base=backoff_base, cap=backoff_cap)
         self._rand = rand
-
-    async def _pause(self, attempt: int) -> None:
-        await anyio.sleep(backoff(attempt, base=self._base, cap=self._cap, rand=self._rand()))
 
     async def fetch(self, job_key: str, task_id: str, urls: Sequence[str]) -> Downloaded | None:
         """The job's video, verified and in place; None when every attempt failed."""
@@ -66,27 +63,31 @@ class Downloader:
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
         current = list(urls)
-        for attempt in range(self._attempts):
+
+        async def attempt(number: int) -> Downloaded:
+            nonlocal current
             if not current:
                 current = await self._fresh_urls(task_id)
                 if not current:
-                    await self._pause(attempt)
-                    continue
+                    raise TransientError("download: the task has no output URL yet.")
             try:
                 async with self._limiter:
                     size, sha = await self._client.download(pick_video(current), part)
             except RefusedError:
                 current = []  # expired: ask the server for a fresh URL
-                continue
+                raise
             except TransientError:
-                await self._pause(attempt)
-                if attempt >= 1:
+                if number >= 1:
                     current = []  # a URL that keeps failing may be stale too
-                continue
+                raise
             os.replace(part, dest)
             _fsync_dir(dest.parent)
             return Downloaded(path=dest, bytes=size, sha256=sha)
-        return None
+
+        try:
+            return await retrying(attempt, policy=self._policy, retry_on=_retry_on, rand=self._rand)
+        except (RefusedError, TransientError):
+            return None
 
     async def _fresh_urls(self, task_id: str) -> list[str]:
         try:
@@ -94,6 +95,13 @@ class Downloader:
         except (TransientError, InDoubtError, TaskNotFoundError):
             return []
         return list(status.output_urls) if status.succeeded else []
+
+
+def _retry_on(exc: Exception) -> bool | float:
+    # An expired URL is replaced by a fresh one at once; anything else transient waits.
+    if isinstance(exc, RefusedError):
+        return 0.0
+    return isinstance(exc, TransientError)
 
 
 def _fsync_dir(path: Path) -> None:

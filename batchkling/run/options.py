@@ -6,14 +6,14 @@ import statistics
 from dataclasses import dataclass, field
 
 from batchkling.errors import AccountError
-from batchkling.model import DEFAULT_CONCURRENCY
+from batchkling.model import DEFAULT_CONCURRENCY, JobState
 from batchkling.reconcile.match import DEFAULT_SETTLE, Charge
 
 __all__ = [
+    "CREATE_ANSWER_TIMEOUT",
     "DEFAULT_POLL_MAX",
     "DEFAULT_POLL_MIN",
     "DEFAULT_TASK_TIMEOUT",
-    "SHUTDOWN_GRACE",
     "Progress",
     "RunOptions",
     "RunResult",
@@ -22,7 +22,9 @@ __all__ = [
 DEFAULT_POLL_MIN = 5.0
 DEFAULT_POLL_MAX = 30.0
 DEFAULT_TASK_TIMEOUT = 1800.0
-SHUTDOWN_GRACE = 30.0
+# How long a create that was sent may take to answer. Past it the create is in
+# doubt; an interrupted run waits this long, at most, for the creates it sent.
+CREATE_ANSWER_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,14 @@ class RunOptions:
     download_attempts: int = 6
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
-    shutdown_grace: float = SHUTDOWN_GRACE
+    create_answer_timeout: float = CREATE_ANSWER_TIMEOUT
     usage_settle: float | None = DEFAULT_SETTLE  # None: no reconciliation during the run
     doubt_gap: float = 1.0  # pause of one price's creates after an in-doubt create
+    # What to submit besides new jobs (see ``batchkling.run.selection.select_work``).
+    allow_partial: bool = False
+    retry_failed: bool = False
+    resubmit_in_doubt: bool = False
+    rerender_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,11 @@ class RunResult:
     timed_out: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     orphans: tuple[Charge, ...] = ()
+    # Filled in by ``run_manifest`` once the run is over:
+    states: dict[str, JobState] = field(default_factory=dict)  # every job, in manifest order
+    exit_status: int = 0
+    api_calls: int = 0
+    elapsed: float = 0.0  # seconds from the run's start to its end
 
     @property
     def median_detection_delay(self) -> float | None:
@@ -76,3 +88,7 @@ class RunResult:
         if not self.detection_gaps:
             return None
         return statistics.median(self.detection_gaps) / 2
+
+    def jobs_in(self, state: JobState) -> list[str]:
+        """The jobs that ended the run in ``state``, in manifest order."""
+        return [key for key, st in self.states.items() if st is state]

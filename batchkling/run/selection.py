@@ -74,12 +74,7 @@ def select_work(
     ``present`` names the done jobs whose video is still on disk and intact; a
     done job missing from it is downloaded again (never created again).
     """
-    submit: list[tuple[Job, str]] = []
-    follow: list[Job] = []
-    download: list[Job] = []
-    changed_jobs: list[Job] = []
-    in_doubt: list[Job] = []
-    failed: list[Job] = []
+    sorted_ = _Sorted()
     for job in jobs:
         rec = st.jobs.get(job.key) or JobRecord(job=job.key)
         changed = rec.fingerprint is not None and rec.fingerprint != job.fingerprint
@@ -91,60 +86,83 @@ def select_work(
             rerender_changed=rerender_changed,
             changed=changed,
         )
-        if reason is not None:
-            submit.append((job, reason))
-            continue
-        if changed:
-            changed_jobs.append(job)
-        if rec.state is JobState.RUNNING:
-            follow.append(job)
-        elif rec.state is JobState.COMPLETED or (
-            rec.state is JobState.DONE and job.key not in present
-        ):
-            download.append(job)
-        elif rec.state is JobState.IN_DOUBT:
-            in_doubt.append(job)
-        elif rec.state is JobState.FAILED:
-            failed.append(job)
-
+        sorted_.add(job, rec, reason, changed=changed, present=job.key in present)
     committed = st.credits_committed
-    needed = sum(job.credits for job, _ in submit)
+    notes: tuple[str, ...] = ()
+    submit = sorted_.submit
     skipped: list[Job] = []
-    notes: list[str] = []
-    if budget is not None and committed + needed > budget:
-        if not allow_partial:
-            over = committed + needed - budget
-            raise BudgetError(
-                f"the budget of {budget} credits does not cover this run: {committed} already "
-                f"committed by the ledger + {needed} to commit = {committed + needed}, "
-                f"{over} over. Nothing was sent.",
-                needed=committed + needed,
-                budget=budget,
-                hint="Raise --budget, or pass --allow-partial to submit the jobs that fit "
-                "in manifest order.",
-            )
-        # In manifest order while they fit; everything after the first that does not is skipped.
-        room = budget - committed
-        fitting: list[tuple[Job, str]] = []
-        for i, (job, reason) in enumerate(submit):
-            if job.credits > room:
-                skipped = [j for j, _ in submit[i:]]
-                break
-            room -= job.credits
-            fitting.append((job, reason))
-        submit = fitting
-        needed = sum(job.credits for job, _ in submit)
-        notes.append(f"{len(skipped)} job(s) do not fit the budget and are skipped.")
+    if budget is not None and committed + _credits(submit) > budget:
+        submit, skipped = _fit(submit, committed, budget, allow_partial=allow_partial)
+        notes = (f"{len(skipped)} job(s) do not fit the budget and are skipped.",)
     return Selection(
         submit=tuple(submit),
-        follow=tuple(follow),
-        download=tuple(download),
+        follow=tuple(sorted_.follow),
+        download=tuple(sorted_.download),
         skipped=tuple(skipped),
-        changed=tuple(changed_jobs),
-        left_in_doubt=tuple(in_doubt),
-        left_failed=tuple(failed),
+        changed=tuple(sorted_.changed),
+        left_in_doubt=tuple(sorted_.in_doubt),
+        left_failed=tuple(sorted_.failed),
         committed=committed,
-        to_commit=needed,
+        to_commit=_credits(submit),
         budget=budget,
-        notes=tuple(notes),
+        notes=notes,
     )
+
+
+@dataclass
+class _Sorted:
+    """The jobs sorted by what this run does with them, in manifest order."""
+
+    submit: list[tuple[Job, str]] = field(default_factory=list)
+    follow: list[Job] = field(default_factory=list)
+    download: list[Job] = field(default_factory=list)
+    changed: list[Job] = field(default_factory=list)
+    in_doubt: list[Job] = field(default_factory=list)
+    failed: list[Job] = field(default_factory=list)
+
+    def add(
+        self, job: Job, rec: JobRecord, reason: str | None, *, changed: bool, present: bool
+    ) -> None:
+        if reason is not None:
+            self.submit.append((job, reason))
+            return
+        if changed:
+            self.changed.append(job)
+        state = rec.state
+        if state is JobState.RUNNING:
+            self.follow.append(job)
+        elif state is JobState.COMPLETED or (state is JobState.DONE and not present):
+            self.download.append(job)
+        elif state is JobState.IN_DOUBT:
+            self.in_doubt.append(job)
+        elif state is JobState.FAILED:
+            self.failed.append(job)
+
+
+def _credits(submit: Sequence[tuple[Job, str]]) -> int:
+    return sum(job.credits for job, _ in submit)
+
+
+def _fit(
+    submit: list[tuple[Job, str]], committed: int, budget: int, *, allow_partial: bool
+) -> tuple[list[tuple[Job, str]], list[Job]]:
+    """The submissions that fit an exceeded budget, and the jobs skipped (or ``BudgetError``)."""
+    needed = _credits(submit)
+    if not allow_partial:
+        over = committed + needed - budget
+        raise BudgetError(
+            f"the budget of {budget} credits does not cover this run: {committed} already "
+            f"committed by the ledger + {needed} to commit = {committed + needed}, "
+            f"{over} over. Nothing was sent.",
+            needed=committed + needed,
+            budget=budget,
+            hint="Raise --budget, or pass --allow-partial to submit the jobs that fit "
+            "in manifest order.",
+        )
+    # In manifest order while they fit; everything after the first that does not is skipped.
+    room = budget - committed
+    for i, (job, _reason) in enumerate(submit):
+        if job.credits > room:
+            return submit[:i], [j for j, _ in submit[i:]]
+        room -= job.credits
+    return submit, []
