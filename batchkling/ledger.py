@@ -31,13 +31,13 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
 import anyio.to_thread
 
+from batchkling._time import now_rfc3339
 from batchkling.errors import LedgerError, LockedError, RunDirWriteError
 from batchkling.state import RunState, apply, apply_at
 
@@ -50,7 +50,6 @@ __all__ = [
     "fold_ledger",
     "read_ledger",
     "torn_intent",
-    "utc_now",
 ]
 
 LEDGER_NAME = "ledger.jsonl"
@@ -60,11 +59,6 @@ LOCK_NAME = ".lock"
 # any job can cost (15 s, pro). Reserving too much only delays; too little could
 # let the budget pass.
 _TORN_INTENT_CREDITS = 15 * 300
-
-
-def utc_now() -> str:
-    """The current time as UTC RFC 3339 with microseconds, e.g. ``2026-11-24T03:20:57.123456Z``."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -247,7 +241,7 @@ class Ledger:
         self,
         run_dir: Path,
         *,
-        now: Callable[[], str] = utc_now,
+        now: Callable[[], str] = now_rfc3339,
     ) -> None:
         self.run_dir = run_dir
         self.path = run_dir / LEDGER_NAME
@@ -266,7 +260,7 @@ class Ledger:
     # -- opening -----------------------------------------------------------
 
     @classmethod
-    def open(cls, run_dir: Path, *, now: Callable[[], str] = utc_now) -> Ledger:
+    def open(cls, run_dir: Path, *, now: Callable[[], str] = now_rfc3339) -> Ledger:
         """Lock the run directory, read and fold the ledger, cut a torn last line off."""
         ledger = cls(run_dir, now=now)
         try:

@@ -93,6 +93,8 @@ class Attempt:
     outcome: Outcome = Outcome.SENDING
     task_id: str | None = None
     ended_ts: str | None = None
+    mode: str | None = None
+    duration: float | None = None
 
     @property
     def charged(self) -> bool:
@@ -181,7 +183,16 @@ def _req(ev: Mapping[str, Any], key: str, line: int | None) -> Any:
 
 def _intent(st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: int | None) -> None:
     credits = int(_req(ev, "credits", line))
-    rec.attempts.append(Attempt(credits, str(_req(ev, "fingerprint", line)), ts))
+    duration = ev.get("duration")
+    rec.attempts.append(
+        Attempt(
+            credits,
+            str(_req(ev, "fingerprint", line)),
+            ts,
+            mode=ev.get("mode"),
+            duration=float(duration) if isinstance(duration, (int, float)) else None,
+        )
+    )
     st.credits_committed += credits
     # Until the answer is recorded, the create may have been sent and charged.
     rec.state = JobState.IN_DOUBT

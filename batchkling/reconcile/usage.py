@@ -1,11 +1,12 @@
-"""Reconciliation against the live account: page the credits usage, match, write the outcome."""
+"""Reconciliation against the live account: read the credits usage, match, write the verdicts."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
+from batchkling._time import format_rfc3339, utc_now
 from batchkling.api.client import SjinnClient
 from batchkling.errors import AccountError, ApiError
 from batchkling.ledger import Ledger
@@ -13,6 +14,7 @@ from batchkling.model import USAGE_TASK_TYPE
 from batchkling.reconcile.match import (
     DEFAULT_SETTLE,
     Charge,
+    Listing,
     Reconciliation,
     in_doubt_windows,
     match,
@@ -20,34 +22,48 @@ from batchkling.reconcile.match import (
     usage_since,
 )
 
-__all__ = ["ReconcileOutcome", "fetch_charges", "reconcile_ledger"]
+__all__ = ["MAX_PAGES", "ReconcileOutcome", "read_usage", "reconcile_ledger"]
 
 MAX_PAGES = 500
 PAGE_SIZE = 200
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+async def read_usage(
+    client: SjinnClient,
+    since: datetime,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    max_pages: int = MAX_PAGES,
+) -> Listing:
+    """Every Kling image-to-video record since ``since``, all pages, and how complete the read is.
 
-
-def _rfc3339(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-async def fetch_charges(client: SjinnClient, since: datetime) -> list[Charge]:
-    """Every Kling image-to-video charge since ``since``, newest first, all pages."""
-    out: list[Charge] = []
+    A record that cannot be parsed is counted, never dropped silently: the
+    listing is then unproven. A server that ignores ``start_time`` is read only
+    until a record older than ``since`` shows that the read reached back.
+    """
+    charges: list[Charge] = []
+    unparsed = 0
+    reached_back = False
+    problem: str | None = None
     cursor: str | None = None
-    for _ in range(MAX_PAGES):
+    for _ in range(max_pages):
         page = await client.credits_usage(
-            limit=PAGE_SIZE, cursor=cursor, start_time=_rfc3339(since), task_type=USAGE_TASK_TYPE
+            limit=PAGE_SIZE,
+            cursor=cursor,
+            start_time=format_rfc3339(since),
+            task_type=USAGE_TASK_TYPE,
         )
+        unparsed += page.unparsed
+        if page.problem is not None:
+            problem = page.problem
+            break
         for rec in page.records:
             try:
                 at = parse_ts(rec.create_time)
-            except ValueError:
+            except (TypeError, ValueError, OverflowError):
+                unparsed += 1
                 continue
-            out.append(
+            charges.append(
                 Charge(
                     id=rec.id,
                     task_id=rec.task_id,
@@ -56,12 +72,23 @@ async def fetch_charges(client: SjinnClient, since: datetime) -> list[Charge]:
                     task_type=rec.task_type,
                 )
             )
+            reached_back = reached_back or at < since
         if page.next_cursor is None or not page.records:
+            reached_back = True  # the provider's last page
             break
-        if min(parse_ts(r.create_time) for r in page.records) < since:
-            break  # a server that ignores start_time: we have gone back far enough
+        if reached_back:
+            break
         cursor = page.next_cursor
-    return out
+    else:
+        problem = f"the read was cut short after {max_pages} pages"
+    return Listing(
+        charges=tuple(charges),
+        since=since,
+        read_at=now(),
+        reached_back=reached_back,
+        unparsed=unparsed,
+        problem=problem,
+    )
 
 
 @dataclass(frozen=True)
@@ -70,6 +97,7 @@ class ReconcileOutcome:
 
     result: Reconciliation | None
     unavailable: str | None = None
+    listing: Listing | None = None
 
 
 async def reconcile_ledger(
@@ -77,36 +105,42 @@ async def reconcile_ledger(
     client: SjinnClient,
     *,
     settle: float = DEFAULT_SETTLE,
-    now: Callable[[], datetime] = _utc_now,
+    now: Callable[[], datetime] = utc_now,
     on_event: Callable[[str, str], None] | None = None,
+    foreign: frozenset[str] = frozenset(),
+    lag_seen: float = 0.0,
 ) -> ReconcileOutcome:
     """Match the ledger's in-doubt jobs to the usage and write ``reconciled``/``not_created``.
 
     If the usage endpoint is unavailable or refuses the key, nothing changes.
     """
-    doubts = in_doubt_windows(ledger.state)
-    since = usage_since(doubts)
+    since = usage_since(in_doubt_windows(ledger.state))
     if since is None:
         return ReconcileOutcome(result=None)
     try:
-        charges = await fetch_charges(client, since)
+        listing = await read_usage(client, since, now=now)
     except (ApiError, AccountError) as exc:
         return ReconcileOutcome(result=None, unavailable=str(exc))
-    result = match(ledger.state, charges, now=now(), covered_from=since, settle=settle)
+    result = match(
+        ledger.state, listing, now=now(), settle=settle, foreign=foreign, lag_seen=lag_seen
+    )
     for job, charge in result.adopted:
         await ledger.append(
             "reconciled",
             job,
             task_id=charge.task_id,
             usage_id=charge.id,
-            charged_at=_rfc3339(charge.at),
+            charged_at=format_rfc3339(charge.at),
         )
         if on_event is not None:
             on_event("reconciled", job)
     for job in result.not_created:
         await ledger.append(
-            "not_created", job, reason="no charge in the settled credits usage for its window"
+            "not_created",
+            job,
+            reason="the settled credits usage is complete over its window and holds no charge "
+            "for it",
         )
         if on_event is not None:
             on_event("not_created", job)
-    return ReconcileOutcome(result=result)
+    return ReconcileOutcome(result=result, listing=listing)

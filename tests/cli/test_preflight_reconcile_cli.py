@@ -181,16 +181,34 @@ def _charge(emu: LiveEmulator, credits: int, at: datetime, task_id: str | None =
     httpx.post(emu.base_url + "/__emulator/usage", json=body).raise_for_status()
 
 
+def _known(run_dir: Path, emu: LiveEmulator, job: str, task: str, at: datetime) -> None:
+    """A create whose answer arrived, in the ledger and in the account's credits usage."""
+    stamp = iter([at, at + timedelta(seconds=0.01)])
+
+    def now() -> str:
+        return next(stamp).isoformat().replace("+00:00", "Z")
+
+    with Ledger.open(run_dir, now=now) as led:
+        led.append_sync("intent", job, credits=1000, fingerprint="f" * 64)
+        led.append_sync("created", job, task_id=task)
+    _charge(emu, 1000, at + timedelta(seconds=0.005), task_id=task)
+
+
 def test_never_created_goes_back_to_pending(tmp_path: Path, live_emulator_factory: Factory) -> None:
-    """No charge in a settled, covered window: the create never happened; the job is resent."""
+    """A usage proven complete over a settled window, with no charge in it: the job is resent."""
     emu = live_emulator_factory()
     manifest = write_manifest(tmp_path, emu.base_url, 1)
+    run_dir = tmp_path / "board.run"
     past = datetime.now(timezone.utc) - timedelta(minutes=10)
-    _doubt(tmp_path / "board.run", _jobs(["s01"], emu.base_url), past, 0.5)
+    _known(run_dir, emu, "k1", "task-before", past - timedelta(seconds=5))
+    _doubt(run_dir, _jobs(["s01"], emu.base_url), past, 0.5)
+    res = run_cli("reconcile", str(manifest), "--api-base", emu.base_url)
+    assert res.code == 1 and "no task created after it" in res.err  # no watermark yet
+    _known(run_dir, emu, "k2", "task-after", past + timedelta(seconds=5))
     res = run_cli("reconcile", str(manifest), "--api-base", emu.base_url)
     assert res.code == 0 and "not created: s01" in res.err
     assert status_json(manifest)["jobs"][0]["state"] == "pending"
-    assert status_json(manifest)["credits_committed"] == 0
+    assert status_json(manifest)["credits_committed"] == 2000  # the two known creates only
     assert run_cli("run", str(manifest), "--api-base", emu.base_url, *FAST).code == 0
     assert emu.stats()["tasks_created"] == 1
 
