@@ -7,8 +7,6 @@ import pkgutil
 import re
 from pathlib import Path
 
-import pytest
-
 import batchkling
 
 PACKAGE = Path(batchkling.__file__).parent
@@ -73,19 +71,47 @@ def test_the_module_list_sees_subpackages() -> None:
     assert {"model.py", "manifest/", "manifest/load.py", "report/storyboard.py"} <= set(modules)
 
 
-@pytest.mark.xfail(strict=False, reason="some functions are still being split")
 def test_every_function_is_under_60_lines() -> None:
     """No function or method of the package is 60 lines long or more."""
     long = [f"{where} ({n} lines)" for where, n in _functions() if n >= MAX_FUNCTION_LINES]
     assert not long, "functions of 60 lines or more:\n" + "\n".join(long)
 
 
-@pytest.mark.xfail(strict=False, reason="the README's layout section is being rewritten")
+def _tree(section: str) -> str:
+    """The layout's tree drawing as paths: ``  run/  session.py, x.py`` becomes ``run/session.py``.
+
+    In the drawing, a line that starts (after two spaces) with ``pkg/`` opens a package;
+    the module names on it and on the more deeply indented lines after it are its own.
+    """
+    paths: list[str] = []
+    package = ""
+    for line in section.splitlines():
+        opened = re.match(r"^  ([a-z_]+)/\s", line + " ")
+        if opened:
+            package = opened.group(1) + "/"
+            paths.append(package)
+            line = line[opened.end() :]
+        elif not line.startswith("   "):
+            package = ""
+        names = re.findall(r"(?<![\w./])([a-z_]+(?:\.py|/))(?![\w/])", line)
+        paths += [package + n for n in names if package]
+    return " ".join(f"`{p}`" for p in paths)
+
+
 def test_every_module_is_named_in_the_readme_layout() -> None:
     """The README's layout section names every module of the package by its path."""
     section = _layout_section()
+    section += " " + _tree(section)
     missing = [m for m in _modules() if not _named(m, section)]
     assert not missing, "modules the README's layout section does not name: " + ", ".join(missing)
+
+
+def test_the_tree_drawing_gives_each_module_its_package() -> None:
+    """Names listed on a package's lines of the drawing belong to that package, no other."""
+    drawing = "  run/  session.py (x), runner.py\n        submit.py\n  model.py  pure\n"
+    paths = _tree(drawing)
+    assert "`run/session.py`" in paths and "`run/submit.py`" in paths
+    assert "`run/model.py`" not in paths
 
 
 def test_named_matches_whole_paths_only() -> None:

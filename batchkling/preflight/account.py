@@ -11,13 +11,13 @@ import anyio
 
 from batchkling.api.answers import Account
 from batchkling.api.client import SjinnClient
+from batchkling.api.retry import retrying
 from batchkling.errors import (
     InDoubtError,
     InsufficientBalanceError,
     MembershipError,
     TransientError,
 )
-from batchkling.run.retry import retrying
 from batchkling.schedule import RetryPolicy
 
 __all__ = ["ACCOUNT_RETRY", "check_account"]

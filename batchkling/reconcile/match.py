@@ -318,6 +318,43 @@ def _peel(doubts: Sequence[InDoubt], cands: dict[str, list[Charge]]) -> list[tup
     return list(adopted.items())
 
 
+def _unclaimed(st: RunState, charges: Sequence[Charge], foreign: frozenset[str]) -> list[Charge]:
+    """Charges no create of this ledger (nor of another run directory) can be the task of."""
+    known = {a.task_id for rec in st.jobs.values() for a in rec.attempts if a.task_id}
+    return [
+        c
+        for c in charges
+        if c.task_id
+        and c.task_id not in known
+        and c.task_id not in foreign
+        and c.credits > 0
+        and c.task_type == USAGE_TASK_TYPE
+    ]
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """Whether a charge can be a job's create: its price, and its time on our clock."""
+
+    early: timedelta
+    late: timedelta
+    now: datetime
+    resolution: float
+
+    def price(self, d: InDoubt, c: Charge) -> bool:
+        return d.least - self.resolution <= c.credits <= d.credits + self.resolution
+
+    def fits(self, d: InDoubt, c: Charge) -> bool:
+        hi = d.end if d.end is not None else self.now
+        return self.price(d, c) and d.start - self.early <= c.at <= hi + self.late
+
+    def near(self, d: InDoubt, c: Charge) -> bool:
+        # Just outside the window, on a clock that may be measured wrong: not proof.
+        hi = d.end if d.end is not None else self.now
+        lo = d.start - self.early - _NEAR
+        return self.price(d, c) and lo <= c.at <= hi + self.late + _NEAR
+
+
 def match(
     st: RunState,
     listing: Listing,
@@ -339,64 +376,37 @@ def match(
     ``lag_seen``: the largest usage lag earlier reads showed; the settle delay is
     never shorter.
     """
-    charges = listing.charges
     known = {a.task_id for rec in st.jobs.values() for a in rec.attempts if a.task_id}
-    settled = sum(1 for c in charges if c.task_id in known)
-    unclaimed = [
-        c
-        for c in charges
-        if c.task_id
-        and c.task_id not in known
-        and c.task_id not in foreign
-        and c.credits > 0
-        and c.task_type == USAGE_TASK_TYPE
-    ]
-    bounds = calibrate(st, charges, resolution=resolution)
-    early, late = _offsets(bounds, slack, resolution)
+    unclaimed = _unclaimed(st, listing.charges, foreign)
+    bounds = calibrate(st, listing.charges, resolution=resolution)
+    fit = _Fit(*_offsets(bounds, slack, resolution), now=now, resolution=resolution)
     doubts = in_doubt_windows(st)
-
-    def fits(d: InDoubt, c: Charge) -> bool:
-        hi = d.end if d.end is not None else now
-        price = d.least - resolution <= c.credits <= d.credits + resolution
-        return price and d.start - early <= c.at <= hi + late
-
-    def near(d: InDoubt, c: Charge) -> bool:
-        # Just outside the window, on a clock that may be measured wrong: not proof.
-        hi = d.end if d.end is not None else now
-        price = d.least - resolution <= c.credits <= d.credits + resolution
-        return price and d.start - early - _NEAR <= c.at <= hi + late + _NEAR
-
-    cands = {d.job: [c for c in unclaimed if fits(d, c)] for d in doubts}
+    cands = {d.job: [c for c in unclaimed if fit.fits(d, c)] for d in doubts}
     adopted = _peel(doubts, cands)
-    done = dict(adopted)
     taken = {c.id for _, c in adopted}
-    not_created: list[str] = []
     ambiguous: list[tuple[str, tuple[Charge, ...]]] = []
-    waiting: list[str] = []
+    not_created: list[str] = []
     reasons: dict[str, str] = {}
-    for d in doubts:
-        if d.job in done:
-            continue
+    for d in (d for d in doubts if d.job not in dict(adopted)):
         left = tuple(c for c in cands[d.job] if c.id not in taken)
         if left:
             ambiguous.append((d.job, left))
             continue
         why = never_created_proof(d, st, listing, bounds, now=now, settle=settle, lag_seen=lag_seen)
-        if why is None and any(near(d, c) for c in unclaimed if c.id not in taken):
+        if why is None and any(fit.near(d, c) for c in unclaimed if c.id not in taken):
             why = "an unclaimed charge it could cost lies near its window"
         if why is None:
             not_created.append(d.job)
         else:
-            waiting.append(d.job)
             reasons[d.job] = why
     claimed = {c.id for _, cs in ambiguous for c in cs} | taken
     return Reconciliation(
         adopted=tuple(adopted),
         not_created=tuple(not_created),
         ambiguous=tuple(ambiguous),
-        waiting=tuple(waiting),
+        waiting=tuple(reasons),
         orphans=tuple(c for c in unclaimed if c.id not in claimed),
-        settled=settled,
+        settled=sum(1 for c in listing.charges if c.task_id in known),
         reasons=reasons,
         lag=max(lag_seen, observed_lag(st, listing)),
     )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from batchkling._time import format_rfc3339, utc_now
+from batchkling.api.answers import UsageRecord
 from batchkling.api.client import SjinnClient
 from batchkling.errors import AccountError, ApiError
 from batchkling.ledger import Ledger
@@ -26,6 +27,26 @@ __all__ = ["MAX_PAGES", "ReconcileOutcome", "read_usage", "reconcile_ledger"]
 
 MAX_PAGES = 500
 PAGE_SIZE = 200
+
+
+def _charges(records: Sequence[UsageRecord]) -> tuple[list[Charge], int]:
+    """The records whose time can be read, as charges, and how many could not be."""
+    out: list[Charge] = []
+    for rec in records:
+        try:
+            at = parse_ts(rec.create_time)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        out.append(
+            Charge(
+                id=rec.id,
+                task_id=rec.task_id,
+                credits=rec.cost_credits,
+                at=at,
+                task_type=rec.task_type,
+            )
+        )
+    return out, len(records) - len(out)
 
 
 async def read_usage(
@@ -57,22 +78,10 @@ async def read_usage(
         if page.problem is not None:
             problem = page.problem
             break
-        for rec in page.records:
-            try:
-                at = parse_ts(rec.create_time)
-            except (TypeError, ValueError, OverflowError):
-                unparsed += 1
-                continue
-            charges.append(
-                Charge(
-                    id=rec.id,
-                    task_id=rec.task_id,
-                    credits=rec.cost_credits,
-                    at=at,
-                    task_type=rec.task_type,
-                )
-            )
-            reached_back = reached_back or at < since
+        read, bad = _charges(page.records)
+        charges += read
+        unparsed += bad
+        reached_back = reached_back or any(c.at < since for c in read)
         if page.next_cursor is None or not page.records:
             reached_back = True  # the provider's last page
             break

@@ -16,8 +16,8 @@ import anyio
 
 from batchkling.api.answers import pick_video
 from batchkling.api.client import SjinnClient
+from batchkling.api.retry import retrying
 from batchkling.errors import InDoubtError, RefusedError, TaskNotFoundError, TransientError
-from batchkling.run.retry import retrying
 from batchkling.schedule import RetryPolicy
 
 __all__ = ["Downloaded", "Downloader", "video_path"]

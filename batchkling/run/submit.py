@@ -22,6 +22,7 @@ from enum import Enum
 import anyio
 
 from batchkling.api.client import SjinnClient
+from batchkling.api.retry import retrying
 from batchkling.errors import (
     AccountError,
     ApiError,
@@ -32,7 +33,6 @@ from batchkling.errors import (
 )
 from batchkling.model import Job
 from batchkling.run.options import RunOptions
-from batchkling.run.retry import retrying
 from batchkling.run.writer import RunWriter
 from batchkling.schedule import RetryPolicy
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from batchkling.api.retry import retrying
 from batchkling.errors import InDoubtError, RefusedError, TransientError
 from batchkling.preflight.account import ACCOUNT_RETRY
-from batchkling.run.retry import retrying
 from batchkling.schedule import RetryPolicy
 
 pytestmark = pytest.mark.anyio
