@@ -9,21 +9,18 @@ local append-only ledger. The library in four names::
     batchkling.Ledger.open(run_dir)                       # what happened, step by step
 
 Every error is a ``batchkling.BatchklingError``. The names are imported when
-first used, so ``import batchkling`` loads neither the HTTP stack nor anyio.
+first used, so ``import batchkling`` loads neither the HTTP stack nor anyio;
+``__version__`` too, so that starting the command costs next to nothing before
+it can catch a Ctrl-C.
 """
 
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("batchkling")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
-
 if TYPE_CHECKING:
+    __version__: str
     from batchkling.cost import plan
     from batchkling.errors import (
         AccountError,
@@ -31,6 +28,7 @@ if TYPE_CHECKING:
         AuthError,
         BatchklingError,
         BudgetError,
+        ConcurrencyLimitError,
         InDoubtError,
         InsufficientBalanceError,
         LedgerError,
@@ -60,6 +58,7 @@ _HOMES = {
             "AuthError",
             "BatchklingError",
             "BudgetError",
+            "ConcurrencyLimitError",
             "InDoubtError",
             "InsufficientBalanceError",
             "LedgerError",
@@ -82,6 +81,7 @@ __all__ = [
     "AuthError",
     "BatchklingError",
     "BudgetError",
+    "ConcurrencyLimitError",
     "InDoubtError",
     "InsufficientBalanceError",
     "Ledger",
@@ -101,7 +101,19 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batchkling")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = found = _version()
+        return found
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'batchkling' has no attribute {name!r}")

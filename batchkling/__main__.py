@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from batchkling.cli import console_main
+import sys
+
+try:
+    from batchkling.cli import console_main
+except KeyboardInterrupt:  # Ctrl-C while the program starts: no traceback
+    sys.exit(130)
 
 console_main()

@@ -5,7 +5,7 @@ exit status (``exit_code`` on each class). Each carries a ``message``, a whole
 sentence saying what is wrong, and apart from it an optional ``hint`` saying what
 to do next (``str(exc)`` is the two on one line). No message ever contains the
 API key. Classes carry structured fields besides: ``problems``, ``line``,
-``needed``/``budget``, ``pid``, ``status_code``/``error_code``/``retry_after``.
+``needed``/``budget``, ``pid``, ``status_code``/``error_code``/``retry_after``/``overloaded``.
 
     BatchklingError                       exit 2 unless stated
     ├── UsageError                        bad command-line usage
@@ -21,6 +21,7 @@ API key. Classes carry structured fields besides: ``problems``, ``line``,
     ├── PreflightError                    a pre-flight check failed: carries every Problem
     └── ApiError                          exit 1: an answer from the API we could not use
         ├── TransientError                provably not processed; safe to retry
+        │   └── ConcurrencyLimitError     too many tasks generating at once: nothing charged
         ├── InDoubtError                  may have been processed (a create may be charged)
         ├── RefusedError                  a functional refusal (e.g. error 400 on one job)
         └── TaskNotFoundError             the server does not know the task id
@@ -39,6 +40,7 @@ __all__ = [
     "AuthError",
     "BatchklingError",
     "BudgetError",
+    "ConcurrencyLimitError",
     "InDoubtError",
     "InsufficientBalanceError",
     "LedgerError",
@@ -169,7 +171,11 @@ class PreflightError(BatchklingError):
 
 
 class ApiError(BatchklingError):
-    """An answer from the API that we could not use as a success."""
+    """An answer from the API that we could not use as a success.
+
+    ``overloaded`` means the server said it is overloaded or failing (a 429, a
+    5xx, a limit): every request should hold back, not only this one.
+    """
 
     exit_code = 1
 
@@ -181,15 +187,26 @@ class ApiError(BatchklingError):
         error_code: int | None = None,
         retry_after: float | None = None,
         hint: str | None = None,
+        overloaded: bool = False,
     ) -> None:
         super().__init__(message, hint=hint)
         self.status_code = status_code
         self.error_code = error_code
         self.retry_after = retry_after
+        self.overloaded = overloaded
 
 
 class TransientError(ApiError):
     """The request provably was not processed (refused connection, 429, 503): retry it."""
+
+
+class ConcurrencyLimitError(TransientError):
+    """The account has as many tasks generating as it may: the create charged nothing.
+
+    Upstream Kling limits the tasks generating at once per account (error 1303); the
+    limit clears as tasks finish. Sent as HTTP 429, or as ``success: false`` with a
+    message about a limit, parallel tasks or being busy.
+    """
 
 
 class InDoubtError(ApiError):

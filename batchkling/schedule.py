@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from batchkling.errors import UsageError
 
 __all__ = [
+    "DOWNLOAD_GRACE",
+    "DOWNLOAD_MIN_RATE",
     "PACING_MARGIN",
     "Pacer",
     "PollPlanner",
@@ -27,6 +29,8 @@ __all__ = [
     "RetryPolicy",
     "backoff",
     "backoff_step",
+    "download_behind",
+    "download_deadline",
     "parse_rate",
     "retry_after_delay",
 ]
@@ -201,3 +205,24 @@ class PollPlanner:
             return dense
         # Slower than almost all before it: back off in proportion to the overshoot.
         return self._clamp(max(dense, (elapsed - hi) / 2.0))
+
+
+# A download may take a minute whatever its size, then must average 64 KiB/s: slow
+# enough for any real link, fast enough that a server sending a byte every few
+# seconds cannot hold a job for ever.
+DOWNLOAD_GRACE = 60.0
+DOWNLOAD_MIN_RATE = 64 * 1024  # bytes per second
+
+
+def download_deadline(size: int) -> float:
+    """Seconds a download of ``size`` bytes may take in all (its ``Content-Length``)."""
+    return DOWNLOAD_GRACE + max(size, 0) / DOWNLOAD_MIN_RATE
+
+
+def download_behind(elapsed: float, received: int) -> bool:
+    """Whether a download of unknown size has fallen behind the rate it must keep.
+
+    ``elapsed`` seconds since it started, ``received`` bytes so far: behind once
+    the bytes no longer cover ``download_deadline`` of themselves.
+    """
+    return elapsed > download_deadline(received)

@@ -8,14 +8,24 @@ that matters for money: whether a failed create may have been charged.
 
     could not connect, pool timeout     TransientError     provably not sent
     any other failure while sending     InDoubtError       it may have arrived
+    no whole answer before the deadline InDoubtError       it may have arrived
+    an answer larger than 8 MB          InDoubtError       it may have arrived
     an answer that is not a success     the table in ``failures``
 
+Every API request has an overall deadline (``Deadlines``), not only a timeout
+per read, so a server that sends a byte every few seconds cannot hold a call
+for ever: 60 s, except a create, which is waited for while its connection lives,
+up to 10 minutes, because its answer records money.
+
 The API key goes into the ``Authorization`` header and nowhere else: no message
-built here contains a header.
+built here contains a header, and every message raised from here has the key
+removed (``batchkling.api.key.redact``), in case a transport or the server
+echoes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json as _json
 import os
@@ -24,10 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 
 from batchkling.api import answers, failures
-from batchkling.errors import InDoubtError, RefusedError, TransientError
+from batchkling.api.key import redact, redact_exception
+from batchkling.errors import BatchklingError, InDoubtError, RefusedError, TransientError
 from batchkling.model import USAGE_TASK_TYPE
 
 if TYPE_CHECKING:
@@ -36,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CREATE_PATH",
     "DEFAULT_TIMEOUT",
+    "MAX_ANSWER_BYTES",
+    "Deadlines",
     "SjinnClient",
     "make_http_client",
     "make_transport",
@@ -49,6 +63,31 @@ USAGE_PATH = "/api/un-api/query_credits_usage"
 # Connect fast (a refused connection is provably not a charge); allow the API
 # time to answer a create; never wait forever for anything.
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0, pool=60.0)
+# No API answer is anywhere near this; a larger one is a broken or hostile server.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long an API request may take in all, from sending to the last byte of its answer.
+
+    ``api`` for queries, account and usage calls; ``create`` for a create, whose
+    answer records money: it is waited for while its connection lives (its
+    per-read timeout is the same), up to this long. ``read`` is the per-read
+    timeout of the others. ``max_answer_bytes`` caps an answer's (decoded) size.
+    """
+
+    api: float = 60.0
+    create: float = 600.0
+    read: float = DEFAULT_TIMEOUT.read or 30.0
+    max_answer_bytes: int = MAX_ANSWER_BYTES
+
+    def timeouts(self, *, create: bool) -> dict[str, float | None]:
+        """The httpx timeouts (connect, read, write, pool) of one request."""
+        read = self.create if create else self.read
+        return httpx.Timeout(
+            read, connect=DEFAULT_TIMEOUT.connect, pool=DEFAULT_TIMEOUT.pool
+        ).as_dict()
 
 
 # httpcore scans every pooled connection on each request, so a pool far larger
@@ -85,7 +124,7 @@ class _Endpoint:
     """One endpoint of the Tool API, and its table of what an HTTP error status means."""
 
     path: str
-    by_status: Mapping[int, failures.Meaning]
+    table: failures.Table
 
     @property
     def name(self) -> str:
@@ -93,10 +132,10 @@ class _Endpoint:
         return self.path.rsplit("/", 1)[-1]
 
 
-_CREATE = _Endpoint(CREATE_PATH, failures.CREATE_BY_STATUS)
-_QUERY = _Endpoint(QUERY_PATH, failures.BY_STATUS)
-_ACCOUNT = _Endpoint(ACCOUNT_PATH, failures.BY_STATUS)
-_USAGE = _Endpoint(USAGE_PATH, failures.BY_STATUS)
+_CREATE = _Endpoint(CREATE_PATH, failures.CREATE_TABLE)
+_QUERY = _Endpoint(QUERY_PATH, failures.QUERY_TABLE)
+_ACCOUNT = _Endpoint(ACCOUNT_PATH, failures.API_TABLE)
+_USAGE = _Endpoint(USAGE_PATH, failures.API_TABLE)
 
 
 # -- sending ------------------------------------------------------------------------
@@ -108,13 +147,17 @@ _WITHHELD = object()
 
 
 class _ThroughClient(httpx.AsyncBaseTransport):
-    """Sends through an ``httpx.AsyncClient``, with its proxies and redirects, as a transport."""
+    """Sends through an ``httpx.AsyncClient``, with its proxies, as a transport.
+
+    Redirects are not followed, as on the pooled transport: a redirected POST
+    would be resent as a GET, and an API request has no business elsewhere.
+    """
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._http.send(request)
+        return await self._http.send(request, stream=True, follow_redirects=False)
 
 
 class SjinnClient:
@@ -134,17 +177,24 @@ class SjinnClient:
         api_key: str,
         gate: RequestGate | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self._http = http
         self._transport = transport if transport is not None else _ThroughClient(http)
         self._base = base_url.rstrip("/")
+        self._key = api_key
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
             "User-Agent": "batchkling",
         }
-        self._timeout = DEFAULT_TIMEOUT.as_dict()
+        self.deadlines = deadlines if deadlines is not None else Deadlines()
         self.gate = gate
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The pooled HTTP client for requests that carry no API key (videos, images)."""
+        return self._http
 
     async def _call(
         self,
@@ -152,6 +202,20 @@ class SjinnClient:
         body: Mapping[str, Any],
         before_send: Callable[[], Awaitable[bool]] | None = None,
     ) -> Any:
+        """The answer's wrapper (``{"success": true, "data": ...}``), or ``_WITHHELD``."""
+        try:
+            return await self._exchange(endpoint, body, before_send)
+        except BatchklingError as exc:
+            redact_exception(exc, self._key)
+            raise
+
+    async def _exchange(
+        self,
+        endpoint: _Endpoint,
+        body: Mapping[str, Any],
+        before_send: Callable[[], Awaitable[bool]] | None,
+    ) -> Any:
+        create = endpoint is _CREATE
         # Built before the gate, so that only ``before_send`` stands between the
         # rate slot and the request leaving.
         request = httpx.Request(
@@ -159,38 +223,70 @@ class SjinnClient:
             self._base + endpoint.path,
             content=_json.dumps(body, separators=(",", ":")).encode("utf-8"),
             headers=self._headers,
-            extensions={"timeout": self._timeout},
+            extensions={"timeout": self.deadlines.timeouts(create=create)},
         )
         if self.gate is not None:
             await self.gate.wait()
         if before_send is not None and not await before_send():
             return _WITHHELD
-        resp = await self._send(request, endpoint.name)
+        deadline = self.deadlines.create if create else self.deadlines.api
+        resp = await self._send(request, endpoint.name, deadline)
         try:
-            data = failures.unwrap(resp, endpoint.name, endpoint.by_status)
+            answer = failures.unwrap(resp, endpoint.name, endpoint.table)
         except (TransientError, InDoubtError) as exc:
             # The server answered that it is overloaded or failing: everyone waits.
-            if self.gate is not None and exc.status_code is not None:
+            if self.gate is not None and exc.overloaded:
                 self.gate.pushed_back(exc.retry_after)
             raise
         if self.gate is not None:
             self.gate.succeeded()
-        return data
+        return answer
 
-    async def _send(self, request: httpx.Request, what: str) -> httpx.Response:
+    async def _send(self, request: httpx.Request, what: str, deadline: float) -> httpx.Response:
+        """The whole answer, read within ``deadline`` seconds and at most ``max_answer_bytes``."""
         try:
-            resp = await self._transport.handle_async_request(request)
-            try:
-                await resp.aread()
-            finally:
-                await resp.aclose()
+            with anyio.fail_after(deadline):
+                resp = await self._transport.handle_async_request(request)
+                try:
+                    content = await self._read(resp, what)
+                finally:
+                    await resp.aclose()
+        except BatchklingError:
+            raise
+        except TimeoutError:
+            raise InDoubtError(f"{what}: no whole answer within {deadline:g} s.") from None
         except _NOT_SENT as exc:
             raise TransientError(f"{what}: could not connect ({type(exc).__name__}).") from exc
         except httpx.HTTPError as exc:
-            raise InDoubtError(f"{what}: no answer ({type(exc).__name__}: {exc}).") from exc
+            detail = answers.clip(redact(str(exc), self._key), 500)
+            raise InDoubtError(f"{what}: no answer ({type(exc).__name__}: {detail}).") from exc
         except Exception as exc:  # a transport that fails in a way httpx does not wrap
             raise InDoubtError(f"{what}: no answer ({type(exc).__name__}).") from exc
-        return resp
+        # Decoded already: the copy carries the body as it was read, and no encoding.
+        headers = [
+            (k, v)
+            for k, v in resp.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(resp.status_code, headers=headers, content=content, request=request)
+
+    async def _read(self, resp: httpx.Response, what: str) -> bytes:
+        cap = self.deadlines.max_answer_bytes
+        too_large = InDoubtError(
+            f"{what}: the answer is larger than {cap / 1024 / 1024:g} MB; it was not read.",
+            status_code=resp.status_code,
+        )
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     # -- endpoints ---------------------------------------------------------------
 
@@ -206,9 +302,10 @@ class SjinnClient:
         it is sent: the moment to record the intent to create. If it returns False
         nothing is sent and ``create`` returns None.
         """
-        data = await self._call(_CREATE, body, before_send)
-        if data is _WITHHELD:
+        answer = await self._call(_CREATE, body, before_send)
+        if answer is _WITHHELD:
             return None
+        data = answer.get("data")
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
             raise InDoubtError("create_tool_task: a success without a task id.")
@@ -216,14 +313,18 @@ class SjinnClient:
 
     async def query(self, task_id: str) -> answers.TaskStatus:
         """The status of one task."""
-        data = await self._call(_QUERY, {"task_id": task_id})
+        answer = await self._call(_QUERY, {"task_id": task_id})
+        data = answer.get("data")
         if not isinstance(data, dict):
             raise TransientError("query_tool_task_status: a success without data.")
-        return answers.TaskStatus.from_data(data, task_id)
+        status = answers.TaskStatus.from_data(data, task_id, message=failures.message_of(answer))
+        if status.error is not None and redact(status.error, self._key) != status.error:
+            status = dataclasses.replace(status, error=redact(status.error, self._key))
+        return status
 
     async def account(self) -> answers.Account:
         """The account's balance and subscription (free of charge)."""
-        data = await self._call(_ACCOUNT, {})
+        data = (await self._call(_ACCOUNT, {})).get("data")
         return answers.Account.from_data(data if isinstance(data, dict) else {})
 
     async def credits_usage(
@@ -245,7 +346,7 @@ class SjinnClient:
         ):
             if value is not None:
                 params[key] = value
-        data = await self._call(_USAGE, params)
+        data = (await self._call(_USAGE, params)).get("data")
         return answers.UsagePage.from_data(data)
 
     async def download(self, url: str, dest: Path) -> tuple[int, str]:
@@ -275,6 +376,8 @@ class SjinnClient:
                         size += len(chunk)
                     fh.flush()
                     os.fsync(fh.fileno())
+        except httpx.InvalidURL as exc:
+            raise RefusedError(f"download: the output URL is not valid ({exc}).") from None
         except httpx.HTTPError as exc:
             raise TransientError(f"download: interrupted ({type(exc).__name__}).") from exc
         if expected is not None and expected.isdigit() and int(expected) != size:

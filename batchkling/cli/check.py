@@ -18,6 +18,7 @@ from batchkling.cli._options import (
     client_from,
     run_dir_from,
 )
+from batchkling.cli._types import positive_seconds
 from batchkling.errors import PreflightError
 from batchkling.ledger import LEDGER_NAME, fold_ledger
 from batchkling.model import DEFAULT_IMAGE_TIMEOUT, DEFAULT_RATE, Manifest
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     c.add_argument(
         "--image-timeout",
-        type=float,
+        type=positive_seconds,
         default=DEFAULT_IMAGE_TIMEOUT,
         metavar="S",
         help=f"timeout of each image request (default {DEFAULT_IMAGE_TIMEOUT:g})",

@@ -16,6 +16,8 @@ from typing import Any
 from batchkling.errors import Problem
 from batchkling.manifest.problems import problems_from_errors
 from batchkling.manifest.rules import (
+    PROMPT_MAX_CHARS,
+    PROMPT_WARN_CHARS,
     SHOT_FIELDS,
     RawDocument,
     RawShot,
@@ -192,10 +194,30 @@ class Builder:
             if name in fields:
                 out[name] = self.url(fields[name], shot, lines.get(name, line), prefix + name)
         prompt = fields.get("prompt")
-        if isinstance(prompt, str) and (not prompt or prompt.isspace()):
-            at = lines.get("prompt", line)
-            self.problems.append(Problem(self.file, at, shot, prefix + "prompt", "is blank"))
+        if isinstance(prompt, str):
+            self.prompt(prompt, shot, lines.get("prompt", line), prefix + "prompt")
         return {k: v for k, v in out.items() if v is not _FAILED}
+
+    def prompt(self, prompt: str, shot: str | None, line: int | None, field: str) -> bool:
+        """Whether ``prompt`` can be sent: not blank, not too long (a warning when long)."""
+        if not prompt or prompt.isspace():
+            self.problems.append(Problem(self.file, line, shot, field, "is blank"))
+            return False
+        length = len(prompt)
+        if length > PROMPT_MAX_CHARS:
+            message = (
+                f"is {length:,} characters long; the most batchkling sends is "
+                f"{PROMPT_MAX_CHARS:,} (Kling itself reads {PROMPT_WARN_CHARS:,})"
+            )
+            self.problems.append(Problem(self.file, line, shot, field, message))
+            return False
+        if length > PROMPT_WARN_CHARS:
+            message = (
+                f"is {length:,} characters long; Kling reads at most {PROMPT_WARN_CHARS:,} "
+                "and may cut or refuse the rest"
+            )
+            self.warnings.append(Problem(self.file, line, shot, field, message, warning=True))
+        return True
 
     def shots(self, raws: list[RawShot]) -> list[Shot]:
         """Each raw shot validated and normalised (consuming ``raws``); failed ones left out."""
@@ -292,9 +314,9 @@ class Builder:
         else:
             tail = self.url(tail, sid, lines.get("tail_image_url", line), "tail_image_url")
         prompt = merged["prompt"]
-        if prompt.isspace():
-            at = lines.get("prompt", line)
-            self.problems.append(Problem(self.file, at, sid, "prompt", "is blank"))
+        if (prompt.isspace() or len(prompt) > PROMPT_WARN_CHARS) and not self.prompt(
+            prompt, sid, lines.get("prompt", line), "prompt"
+        ):
             return None
         if duration is _FAILED or image is _FAILED or tail is _FAILED:
             return None

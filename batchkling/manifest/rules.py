@@ -27,6 +27,8 @@ from batchkling.model import MAX_DURATION, MIN_DURATION
 __all__ = [
     "BOOL_WORDS",
     "MANIFEST_KEYS",
+    "PROMPT_MAX_CHARS",
+    "PROMPT_WARN_CHARS",
     "SHOT_FIELDS",
     "RawDocument",
     "RawShot",
@@ -50,6 +52,10 @@ _MANIFEST_SCHEMA = load_schema("manifest.schema.json")
 
 SHOT_FIELDS: tuple[str, ...] = tuple(_SHOT_SCHEMA["properties"])
 MANIFEST_KEYS: tuple[str, ...] = tuple(_MANIFEST_SCHEMA["properties"])
+# The API documents no limit on a prompt; upstream Kling allows 2,500 characters. A
+# longer prompt may be cut or refused (and a refused task may still be charged).
+PROMPT_WARN_CHARS = 2_500
+PROMPT_MAX_CHARS = 10_000
 BOOL_WORDS: dict[str, bool] = {
     "true": True, "yes": True, "1": True, "false": False, "no": False, "0": False,
 }  # fmt: skip
@@ -193,7 +199,7 @@ def clamp_duration(duration: int | float) -> tuple[int | float, str | None]:
 # onto a base ending in "/" (and holding no query or fragment) by concatenation:
 # exactly what urljoin returns, at a fraction of its cost. Likewise an absolute
 # http(s) URL of plain host and path characters needs no parsing to be accepted.
-_SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._~%-]+"
+_SEGMENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9._~%-]+"
 _PLAIN_RELATIVE = re.compile(f"{_SEGMENT}(?:/{_SEGMENT})*")
 _PLAIN_BASE = re.compile(r"[^?#]*/")
 _PLAIN_ABSOLUTE = re.compile(

@@ -4,21 +4,29 @@ They are package data of ``batchkling.schemas``, so an installed batchkling find
 them without a source tree. Schemas refer to each other by relative ``$ref``
 (``shot.schema.json``), resolved against their ``$id`` through one registry that
 holds every shipped schema.
+
+A schema's ``pattern`` is an ECMA-262 regular expression, in which ``$`` matches
+only at the very end of the text. Python's ``$`` also matches before a final
+newline, so an id ``u2`` followed by a newline would pass an id pattern written
+``^...$``; the validators made here read each ``$`` as Python's end of text
+(``python_pattern``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
+from collections.abc import Iterator
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 from referencing import Registry, Resource
 
-__all__ = ["load_schema", "schema_names", "schema_registry", "validator_for"]
+__all__ = ["load_schema", "python_pattern", "schema_names", "schema_registry", "validator_for"]
 
 _PACKAGE = "batchkling.schemas"
 
@@ -64,7 +72,43 @@ def schema_registry() -> Registry[Any]:
     return Registry().with_resources(resources_)
 
 
+@functools.lru_cache(maxsize=256)
+def python_pattern(pattern: str) -> re.Pattern[str]:
+    r"""A JSON Schema ``pattern`` compiled for Python, each ``$`` outside a class as ``\Z``."""
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = r"\Z"
+        out.append(char)
+        i += 1
+    return re.compile("".join(out))
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not python_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator: Any = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
 def validator_for(name_or_schema: str | dict[str, Any]) -> Draft202012Validator:
-    """A 2020-12 validator for a shipped schema (by name) or for a schema derived from one."""
+    """A 2020-12 validator for a shipped schema (by name) or for a schema derived from one.
+
+    Its ``pattern`` keyword means what ECMA-262 means (``python_pattern``).
+    """
     schema = load_schema(name_or_schema) if isinstance(name_or_schema, str) else name_or_schema
-    return Draft202012Validator(schema, registry=schema_registry())
+    validator: Draft202012Validator = _Validator(schema, registry=schema_registry())
+    return validator

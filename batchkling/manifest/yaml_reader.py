@@ -11,6 +11,12 @@ its resolver (YAML 1.1: ``yes`` is true, ``007`` is 7) and its scalar
 constructors; anchors, aliases and ``<<`` merge keys work. Any explicit tag that
 the safe loader would not construct plainly (``!!python/...``, ``!custom``) is a
 problem, never an object.
+
+Aliases are bounded: a document may stand for at most ``MAX_ALIAS_NODES`` values
+through its aliases (each alias counts every value of what it names, expanded),
+and nest at most ``MAX_DEPTH`` collections deep, aliases included. A "billion
+laughs" file is refused at the line where it passes either bound, long before
+it costs any time or memory.
 """
 
 from __future__ import annotations
@@ -35,7 +41,10 @@ from yaml.nodes import ScalarNode
 from batchkling.errors import Problem
 from batchkling.manifest.rules import RawDocument, RawShot
 
-__all__ = ["read_yaml"]
+__all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "read_yaml"]
+
+MAX_ALIAS_NODES = 100_000
+MAX_DEPTH = 64
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -55,6 +64,15 @@ def _short_tag(tag: str) -> str:
     return "!!" + tag[len(_Y) :] if tag.startswith(_Y) else tag
 
 
+class _TooLarge(Exception):
+    """The document passed a bound on aliases or nesting at ``event``."""
+
+    def __init__(self, event: Event, message: str) -> None:
+        super().__init__(message)
+        self.line = event.start_mark.line + 1
+        self.message = message
+
+
 class _Reader:
     """One pass over the events of one document; collects problems instead of raising."""
 
@@ -65,6 +83,13 @@ class _Reader:
         self.problems: list[Problem] = []
         self.anchors: dict[str, tuple[Any, dict[str, int]]] = {}
         self.defaults_lines: dict[str, int] = {}
+        # Values read, with those aliases stand for; the part aliases stand for;
+        # per anchor, how many values and how many levels of nesting it names.
+        self.nodes = 0
+        self.expanded = 0
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self.depth = 0
+        self.deepest = 0
 
     def problem(self, event: Event, message: str, field: str | None = None) -> None:
         self.problems.append(Problem(self.file, event.start_mark.line + 1, None, field, message))
@@ -81,7 +106,26 @@ class _Reader:
             return self.alias(event)[0]
         raise AssertionError(f"unexpected YAML event {event}")  # libyaml only sends nodes here
 
+    def enter(self, start: Event) -> tuple[int, int]:
+        """Count a collection that starts; what ``leave`` needs to size it."""
+        self.nodes += 1
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _TooLarge(start, f"the YAML nests deeper than {MAX_DEPTH} levels")
+        outer = self.deepest
+        self.deepest = self.depth
+        return self.nodes - 1, outer
+
+    def leave(self, start: Event, entered: tuple[int, int]) -> None:
+        """A collection ended: remember its size and height under its anchor, if any."""
+        first, outer = entered
+        if start.anchor is not None:
+            self.sizes[start.anchor] = (self.nodes - first, self.deepest - self.depth + 1)
+        self.depth -= 1
+        self.deepest = max(outer, self.deepest)
+
     def scalar(self, event: Event) -> Any:
+        self.nodes += 1
         tag = event.tag
         value: Any = event.value
         if tag is None or tag == "!":
@@ -110,10 +154,23 @@ class _Reader:
     def alias(self, event: Event) -> tuple[Any, dict[str, int]]:
         anchor: str = event.anchor
         try:
-            return self.anchors[anchor]
+            found = self.anchors[anchor]
         except KeyError:
             self.problem(event, f"alias *{anchor} refers to no anchor &{anchor} defined before it")
             return None, {}
+        size, height = self.sizes.get(anchor, (1, 0))
+        self.nodes += size
+        self.expanded += size
+        if self.expanded > MAX_ALIAS_NODES:
+            raise _TooLarge(
+                event,
+                f"the YAML's aliases stand for more than {MAX_ALIAS_NODES:,} values; "
+                "a manifest does not need that many (an alias bomb?)",
+            )
+        if self.depth + height > MAX_DEPTH:
+            raise _TooLarge(event, f"the YAML nests deeper than {MAX_DEPTH} levels")
+        self.deepest = max(self.deepest, self.depth + height)
+        return found
 
     def check_tag(self, event: Event, allowed: tuple[str | None, ...]) -> None:
         tag = event.tag
@@ -127,6 +184,7 @@ class _Reader:
     def sequence(self, start: Event) -> list[Any]:
         if start.tag is not None:
             self.check_tag(start, _SEQ_TAGS)
+        entered = self.enter(start)
         out = []
         next_event = self.next
         value = self.value
@@ -135,6 +193,7 @@ class _Reader:
             if type(event) is SequenceEndEvent:
                 break
             out.append(value(event))
+        self.leave(start, entered)
         if start.anchor is not None:
             self.anchors[start.anchor] = (out, {})
         return out
@@ -148,6 +207,7 @@ class _Reader:
         """
         if start.tag is not None:
             self.check_tag(start, _MAP_TAGS)
+        entered = self.enter(start)
         out: dict[Any, Any] = {}
         lines: dict[Any, int] = {}
         bad: set[str] = set()
@@ -188,6 +248,7 @@ class _Reader:
                     bad.add(key)
         for merged, line in merges:
             self.merge(out, lines, merged, line, start)
+        self.leave(start, entered)
         if start.anchor is not None:
             self.anchors[start.anchor] = (out, lines)
         return out, lines, frozenset(bad)
@@ -302,6 +363,9 @@ def read_yaml(data: bytes, file: str) -> RawDocument:
     reader = _Reader(data, file)
     try:
         return reader.document()
+    except _TooLarge as exc:
+        # The bound is the one problem: what was read on the way there says nothing more.
+        return RawDocument(problems=[Problem(file, exc.line, None, None, exc.message)], fatal=True)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(filter(None, [exc.context, exc.problem]))

@@ -266,12 +266,11 @@ def test_default_and_base_url_flags(here: Path) -> None:
         ("takes", "argument --default: 'takes' is not KEY=VALUE"),
     ],
 )
-def test_bad_default_flag_is_usage_error(
-    capsys: pytest.CaptureFixture[str], flag: str, message: str
-) -> None:
-    """A bad --default is bad usage: exit 2 with argparse's message."""
-    assert run("validate", QUICKSTART, "--default", flag)[0] == 2
-    assert message in capsys.readouterr().err
+def test_bad_default_flag_is_usage_error(flag: str, message: str) -> None:
+    """A bad --default is bad usage: exit 2 with argparse's message, on one line."""
+    status, _, err = run("validate", QUICKSTART, "--default", flag)
+    assert status == 2
+    assert message in err and err.count("\n") == 1
 
 
 def test_bad_default_value_for_schema(here: Path) -> None:
@@ -284,10 +283,11 @@ def test_bad_default_value_for_schema(here: Path) -> None:
     )
 
 
-def test_bad_budget_flag(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_budget_flag() -> None:
     """--budget must be a whole number of credits."""
-    assert run("plan", QUICKSTART, "--budget", "lots")[0] == 2
-    assert "argument --budget: 'lots' is not a whole number of credits" in capsys.readouterr().err
+    status, _, err = run("plan", QUICKSTART, "--budget", "lots")
+    assert status == 2
+    assert "argument --budget: 'lots' is not a whole number of credits" in err
 
 
 # ---- the real command ----------------------------------------------------------------------------
