@@ -13,12 +13,16 @@ import socket
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from batchkling.cli._types import finite_seconds, positive_seconds
 from batchkling.emulator.config import (
     CURSOR_FIELDS,
     DEFAULT_GEN_SECONDS,
     DEFAULT_HOST,
     DEFAULT_PORT,
+    ERROR_CODE_FIELDS,
     FAILURE_FIELDS,
+    OUTPUT_URL_FIELDS,
+    STATUS_STYLES,
     EmulatorConfig,
     parse_range,
 )
@@ -41,6 +45,16 @@ def _range(text: str) -> tuple[float, float]:
         return parse_range(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port: use 0 to 65535 (0 picks one)")
+    return value
 
 
 def _rate(text: str) -> float:
@@ -67,7 +81,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=DEFAULT_PORT,
         help=f"0 picks a free port (default {DEFAULT_PORT})",
     )
@@ -77,6 +91,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     limits = p.add_argument_group("limits and faults (also settable through /__emulator/config)")
     _limit_flags(limits)
     _fault_flags(limits)
+    _video_flags(limits)
     p.add_argument("--state", metavar="FILE", help="keep tasks and records in FILE across restarts")
     p.set_defaults(handler=_handle)
 
@@ -144,6 +159,63 @@ def _variant_flags(group: argparse._ArgumentGroup) -> None:
         metavar="TYPE",
         help="Content-Type of the videos (e.g. application/octet-stream)",
     )
+    _answer_flags(group)
+
+
+def _answer_flags(group: argparse._ArgumentGroup) -> None:
+    g = group.add_argument
+    g(
+        "--error-code-field",
+        choices=ERROR_CODE_FIELDS,
+        default="error_code",
+        help="where the answers put their error code (default error_code)",
+    )
+    g(
+        "--output-url-field",
+        choices=OUTPUT_URL_FIELDS,
+        default="output_urls",
+        metavar="NAME",
+        help="where a query puts the output URLs: " + ", ".join(OUTPUT_URL_FIELDS),
+    )
+    g("--output-url-single", action="store_true", help="the output URL as one string, not a list")
+    g("--bad-output-url", action="store_true", help="the video's output URL is http://[::1")
+    g(
+        "--status-style",
+        choices=STATUS_STYLES,
+        default="number",
+        help="statuses as numbers (0, 1, -1), floats (1.0) or words (Completed)",
+    )
+    g(
+        "--no-url-polls",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a finished task answers status 1 with no output URL to its first N queries",
+    )
+    g(
+        "--error-msg-size",
+        type=int,
+        metavar="N",
+        help="pad every errorMsg and failure reason to N characters",
+    )
+    g(
+        "--query-http-status",
+        type=int,
+        metavar="N",
+        help="answer every query with HTTP status N (a 3xx redirects)",
+    )
+    g(
+        "--query-error-code",
+        type=int,
+        metavar="N",
+        help="answer every query with HTTP 200, success: false and error code N",
+    )
+    g(
+        "--trickle",
+        type=positive_seconds,
+        metavar="S",
+        help="send every API answer one byte at a time, S seconds apart",
+    )
 
 
 def _limit_flags(group: argparse._ArgumentGroup) -> None:
@@ -199,10 +271,15 @@ def _fault_flags(group: argparse._ArgumentGroup) -> None:
         metavar="P",
         help="probability a video download is cut off mid-body",
     )
-    g("--output-url-ttl", type=float, metavar="S", help="output URLs stop working after S seconds")
+    g(
+        "--output-url-ttl",
+        type=positive_seconds,
+        metavar="S",
+        help="output URLs stop working after S seconds",
+    )
     g(
         "--usage-lag",
-        type=float,
+        type=finite_seconds,
         default=0.0,
         metavar="S",
         help="credits usage records appear only S seconds after they are made",
@@ -219,6 +296,32 @@ def _fault_flags(group: argparse._ArgumentGroup) -> None:
         choices=sorted(USAGE_DEFECTS),
         metavar="NAME",
         help="answer the credits usage wrongly in one way: " + ", ".join(sorted(USAGE_DEFECTS)),
+    )
+
+
+def _video_flags(group: argparse._ArgumentGroup) -> None:
+    g = group.add_argument
+    g(
+        "--download-short-length",
+        action="store_true",
+        help="send two thirds of each video, with a Content-Length saying that is all",
+    )
+    g(
+        "--download-no-length",
+        action="store_true",
+        help="send half of each video, without Content-Length",
+    )
+    g(
+        "--download-gzip",
+        action="store_true",
+        help="gzip-compress each video, whatever the request's Accept-Encoding says",
+    )
+    g(
+        "--video-duration-offset",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="served clips last S seconds longer than the task asked (negative: shorter)",
     )
 
 
@@ -240,6 +343,16 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             failure_field=args.failure_field,
             cover_url=args.cover_url,
             download_content_type=args.download_content_type,
+            error_code_field=args.error_code_field,
+            output_url_field=args.output_url_field,
+            output_url_single=args.output_url_single,
+            bad_output_url=args.bad_output_url,
+            status_style=args.status_style,
+            no_url_polls=args.no_url_polls,
+            error_msg_size=args.error_msg_size,
+            query_http_status=args.query_http_status,
+            query_error_code=args.query_error_code,
+            trickle=args.trickle,
             rate_limit=args.rate_limit,
             retry_after=not args.no_retry_after,
             max_running=args.max_running,
@@ -248,6 +361,10 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             lost_response_rate=args.lost_response_rate,
             latency=args.latency,
             download_fail_rate=args.download_fail_rate,
+            download_short_length=args.download_short_length,
+            download_no_length=args.download_no_length,
+            download_gzip=args.download_gzip,
+            video_duration_offset=args.video_duration_offset,
             output_url_ttl=args.output_url_ttl,
             usage_lag=args.usage_lag,
             usage_clock_offset=args.usage_clock_offset,

@@ -1,8 +1,15 @@
-"""`batchkling report`: an HTML storyboard, CSV or JSON of a run, from the ledger alone."""
+"""`batchkling report`: an HTML storyboard, CSV or JSON of a run, from the ledger alone.
+
+A report is written anywhere ``-o`` says except over what a run keeps: the
+ledger, the lock, the image cache, and any video or poster (the run directory's
+``videos/``, or a file elsewhere that is a video). Those are refused (exit 2)
+before anything is read.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,10 +24,10 @@ from batchkling.cli._manifest_args import (
 )
 from batchkling.cli._options import add_run_dir_option, existing_ledger, warn_torn_tail
 from batchkling.errors import BatchklingError, UsageError
-from batchkling.ledger import read_ledger
+from batchkling.ledger import LEDGER_NAME, LOCK_NAME, read_ledger
 from batchkling.manifest.load import load_manifest
 from batchkling.model import Manifest
-from batchkling.preflight.image_fetch import local_copy_path
+from batchkling.preflight.image_fetch import CACHE_FILE, local_copy_path
 from batchkling.preflight.image_rules import distinct_urls
 from batchkling.report.build import (
     FORMATS,
@@ -30,11 +37,25 @@ from batchkling.report.build import (
     render_csv,
     render_json,
 )
-from batchkling.report.rows import default_run_dir, intact_videos, job_rows
+from batchkling.report.rows import (
+    default_run_dir,
+    earlier_videos,
+    intact_videos,
+    job_rows,
+    posters,
+)
 from batchkling.report.storyboard import render_html
 from batchkling.state import fold
+from batchkling.video.rules import VIDEOS_DIR, looks_like_video
 
-__all__ = ["cmd_report", "register"]
+__all__ = ["PROTECTED_NAMES", "cmd_report", "protected_reason", "register"]
+
+# What a run directory keeps that no report may replace, wherever it is.
+PROTECTED_NAMES = {
+    LEDGER_NAME: "a run directory's ledger",
+    LOCK_NAME: "a run directory's lock",
+    CACHE_FILE: "a run directory's image cache",
+}
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -141,6 +162,7 @@ def cmd_report(args: argparse.Namespace, io: IO) -> int:
         run_dir = default_run_dir(manifest.path)
     else:
         raise UsageError("report needs MANIFEST or --run-dir DIR.")
+    _refuse_protected(args.output, run_dir)
     ledger_path = existing_ledger(run_dir, required=manifest is None)
     read = read_ledger(ledger_path)
     warn_torn_tail(ledger_path, read.torn_tail, io)
@@ -158,6 +180,7 @@ def cmd_report(args: argparse.Namespace, io: IO) -> int:
     title = run_dir.name
     if manifest is not None:
         title = manifest.name or Path(manifest.path).stem
+    videos = intact_videos(run_dir, st)
     report = build_report(
         job_rows(manifest.jobs if manifest else None, st, run_dir),
         st,
@@ -169,10 +192,50 @@ def cmd_report(args: argparse.Namespace, io: IO) -> int:
         manifest_path=str(Path(manifest.path).absolute()) if manifest else None,
         manifest_sha256=manifest.sha256 if manifest else None,
         image_copies=_image_copies(manifest, run_dir) if manifest else {},
-        videos=intact_videos(run_dir, st),
+        videos=videos,
+        posters=posters(run_dir, st, videos),
+        earlier_videos=earlier_videos(run_dir, st),
     )
     _write(report, args.format, args.output, run_dir, io)
     return 0
+
+
+def protected_reason(target: Path, run_dir: Path) -> str | None:
+    """What ``target`` is, if a report must never be written over it; else None.
+
+    The ledger, lock and image cache of any run directory (by name, beside a
+    ledger), the same files by another name (a link), anything in this run's
+    ``videos/``, and any existing file that is a video.
+    """
+    resolved = target.resolve()
+    for path in (target, resolved):
+        what = PROTECTED_NAMES.get(path.name)
+        if what is not None and (path.parent / LEDGER_NAME).exists():
+            return what
+    videos = (run_dir / VIDEOS_DIR).resolve()
+    if resolved == videos or videos in resolved.parents:
+        return "in the run directory's videos/"
+    for name, what in PROTECTED_NAMES.items():
+        kept = run_dir / name
+        if kept.exists() and target.exists() and os.path.samefile(kept, target):
+            return what
+    try:
+        with open(resolved, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    return "a video" if looks_like_video(head) else None
+
+
+def _refuse_protected(output: str | None, run_dir: Path) -> None:
+    if output is None or output == "-":
+        return
+    why = protected_reason(Path(output).absolute(), run_dir)
+    if why is not None:
+        raise UsageError(
+            f"report -o {output}: that is {why}; a report never writes over it.",
+            hint="Choose another path, or leave -o out to write <run-dir>/report.<format>.",
+        )
 
 
 def _write(report: Report, fmt: str, output: str | None, run_dir: Path, io: IO) -> None:

@@ -7,13 +7,16 @@ Its modules, by layer (each imports only those above it):
     config     EmulatorConfig: every flag, checked once
     inputs     validation of a create request, as the reference describes it
     usage      an account's credit records and their cursor pages
+    usage_variants  the wrong usage answers of --usage-defect
+    dialects   the answer variants of the API (code field, URL names, statuses)
     state      tasks, billing, refunds, running counts
     params     the parameters of an API request
     faults     fault draws, the rate limiter, expiring URL signatures
     counters   what the server saw, per endpoint, status and key
     persist    the --state journal
     media      ETag, conditional and range answers for files
-    frames     sample PNG frames for the demo     assets   the sample clip
+    frames     sample PNG frames for the demo
+    clips      the MP4 of each asked duration, made with PyAV and cached    assets
     service    Emulator: the state, the path every API request takes, files, stats
     wire       dropping a connection without an answer
     responses  the service's answers as Starlette responses

@@ -20,8 +20,11 @@ __all__ = [
     "DEFAULT_GEN_SECONDS",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "ERROR_CODE_FIELDS",
     "FAILURE_FIELDS",
+    "OUTPUT_URL_FIELDS",
     "RUNTIME_FIELDS",
+    "STATUS_STYLES",
     "EmulatorConfig",
     "parse_range",
 ]
@@ -31,6 +34,17 @@ DEFAULT_PORT = 8765
 DEFAULT_GEN_SECONDS = (2.0, 6.0)
 CURSOR_FIELDS = ("next_cursor", "nextCursor", "cursor")
 FAILURE_FIELDS = ("error", "error_msg", "errorMsg")
+ERROR_CODE_FIELDS = ("error_code", "code")
+OUTPUT_URL_FIELDS = (
+    "output_urls",
+    "output_url_list",
+    "output_url",
+    "outputUrls",
+    "urls",
+    "url",
+    "output.video_url",
+)
+STATUS_STYLES = ("number", "float", "word")
 
 
 def parse_range(text: str) -> tuple[float, float]:
@@ -134,6 +148,24 @@ class EmulatorConfig:
     failure_field: str = _setting("error", _a_str)
     cover_url: bool = _setting(False, _a_bool)  # output_urls lists a .png cover before the .mp4
     download_content_type: str = _setting("video/mp4", _a_str)
+    # Where the wrapper's error code goes: error_code (documented) or code.
+    error_code_field: str = _setting("error_code", _a_str)
+    # Where a query puts the output URLs (one of OUTPUT_URL_FIELDS), and as one string.
+    output_url_field: str = _setting("output_urls", _a_str)
+    output_url_single: bool = _setting(False, _a_bool)
+    bad_output_url: bool = _setting(False, _a_bool)  # the video's URL is http://[::1
+    # Statuses as numbers (0, 1, -1), floats (0.0, 1.0, -1.0) or words (Processing, ...).
+    status_style: str = _setting("number", _a_str)
+    # A finished task answers status 1 with no output URL to its first N queries.
+    no_url_polls: int = _setting(0, _an_int)
+    # Every errorMsg and failure reason padded to this many characters.
+    error_msg_size: int | None = _setting(None, _an_int, nullable=True)
+    # Every query answered with this HTTP status (a 3xx redirects), or with HTTP 200,
+    # success: false and this error code.
+    query_http_status: int | None = _setting(None, _an_int, nullable=True)
+    query_error_code: int | None = _setting(None, _an_int, nullable=True)
+    # Every API answer sent one byte at a time, this many seconds apart.
+    trickle: float | None = _setting(None, _a_float, nullable=True)
     # Limits.
     # Requests per second per key.
     rate_limit: int | None = _setting(None, _an_int, nullable=True)
@@ -147,6 +179,14 @@ class EmulatorConfig:
     lost_response_rate: float = _setting(0.0, _a_float)
     latency: tuple[float, float] = _setting((0.0, 0.0), _a_range)
     download_fail_rate: float = _setting(0.0, _a_float)
+    # Whole-video answers wrong in a way their framing does not show (see ``media``):
+    # two thirds of the file with a Content-Length saying that is all, half of it with
+    # no Content-Length, the file gzip-compressed whatever the request accepted.
+    download_short_length: bool = _setting(False, _a_bool)
+    download_no_length: bool = _setting(False, _a_bool)
+    download_gzip: bool = _setting(False, _a_bool)
+    # Served clips last this many seconds longer than the task asked (negative: shorter).
+    video_duration_offset: float = _setting(0.0, _a_float)
     output_url_ttl: float | None = _setting(None, _a_float, nullable=True)
     usage_lag: float = _setting(0.0, _a_float)
     # The provider's clock, as its credits usage shows it, runs this many seconds ahead of ours.
@@ -178,12 +218,32 @@ class EmulatorConfig:
             raise ValueError(f"usage_defect must be one of {', '.join(USAGE_DEFECTS)}")
         if not math.isfinite(self.usage_clock_offset):
             raise ValueError("usage_clock_offset must be a number of seconds")
+        if not math.isfinite(self.video_duration_offset):
+            raise ValueError("video_duration_offset must be a number of seconds")
         if self.cursor_field not in CURSOR_FIELDS:
             raise ValueError(f"cursor_field must be one of {', '.join(CURSOR_FIELDS)}")
         if self.failure_field not in FAILURE_FIELDS:
             raise ValueError(f"failure_field must be one of {', '.join(FAILURE_FIELDS)}")
+        self._check_answer_variants()
         if self.failed_status == 1 or self.extra_status in (1, self.failed_status):
             raise ValueError("failed_status and extra_status must differ from 1 and each other")
+
+    def _check_answer_variants(self) -> None:
+        for name, allowed in (
+            ("error_code_field", ERROR_CODE_FIELDS),
+            ("output_url_field", OUTPUT_URL_FIELDS),
+            ("status_style", STATUS_STYLES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+        if self.no_url_polls < 0:
+            raise ValueError(f"no_url_polls must be >= 0, got {self.no_url_polls}")
+        if self.error_msg_size is not None and not 1 <= self.error_msg_size <= 64_000_000:
+            raise ValueError(f"error_msg_size must be 1 to 64,000,000, got {self.error_msg_size}")
+        if self.query_http_status is not None and not 300 <= self.query_http_status <= 599:
+            raise ValueError(f"query_http_status must be 300 to 599, got {self.query_http_status}")
+        if self.trickle is not None and not (math.isfinite(self.trickle) and self.trickle > 0):
+            raise ValueError(f"trickle must be > 0 seconds, got {self.trickle}")
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON object (what ``GET /__emulator/config`` answers)."""

@@ -2,7 +2,10 @@
 
 Real output URLs are public CDN links, so these need no ``Authorization``.
 Both answer HEAD, ``Range`` and ``If-None-Match`` (``media``); videos can
-expire (``--output-url-ttl``) and be cut off mid-body (``--download-fail-rate``).
+expire (``--output-url-ttl``), be cut off mid-body (``--download-fail-rate``),
+and come wrong in ways their framing hides (``--download-short-length``,
+``--download-no-length``, ``--download-gzip``): a reply without a length is
+streamed, which uvicorn sends with chunked transfer coding.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from functools import partial
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from batchkling.emulator.responses import file_response
@@ -30,6 +33,8 @@ def routes(emulator: Emulator) -> list[Route]:
 async def _video(emulator: Emulator, request: Request) -> Response:
     name: str = request.path_params["name"]
     reply = emulator.video(name, request.query_params, request.method, request.headers)
+    if reply.chunked and not reply.cut:
+        return StreamingResponse(iter([reply.body]), reply.status, reply.headers)
     return file_response(reply)
 
 

@@ -3,16 +3,23 @@
 Pure: given the blob and the request's method and headers, say what to
 answer. Browsers' ``<video>`` elements ask for ranges, and pre-flight checks
 use HEAD, so both must work for the demo to behave like the real thing.
+
+Three ways a server can get a whole-file answer wrong, each of which a client
+must not take for a good file (``short_length``, ``no_length``, ``gzipped``):
+fewer bytes than the file has, framed as if they were all of it; part of the
+file with no ``Content-Length`` at all; the file gzip-compressed, whatever the
+request's ``Accept-Encoding`` said.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 
-__all__ = ["Answer", "Blob", "answer", "parse_range_header"]
+__all__ = ["Answer", "Blob", "answer", "gzipped", "no_length", "parse_range_header", "short_length"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +40,12 @@ class Blob:
 
 @dataclass(frozen=True)
 class Answer:
-    """What to send: status, headers (Content-Length included) and body."""
+    """What to send: status, headers and body; ``chunked``: without ``Content-Length``."""
 
     status: int
     headers: dict[str, str]
     body: bytes
+    chunked: bool = False
 
 
 def parse_range_header(value: str, size: int) -> tuple[int, int] | str | None:
@@ -101,3 +109,22 @@ def answer(blob: Blob, headers: Mapping[str, str]) -> Answer:
             base["content-range"] = f"bytes {start}-{end}/{size}"
             return Answer(206, base, blob.data[start : end + 1])
     return Answer(200, base, blob.data)
+
+
+def short_length(ans: Answer) -> Answer:
+    """Two thirds of the body, with a ``Content-Length`` that says that is all there is."""
+    kept = len(ans.body) * 2 // 3
+    return replace(ans, headers={**ans.headers, "content-length": str(kept)}, body=ans.body[:kept])
+
+
+def no_length(ans: Answer) -> Answer:
+    """Half the body, without ``Content-Length``: an ending nothing in the answer contradicts."""
+    headers = {k: v for k, v in ans.headers.items() if k != "content-length"}
+    return replace(ans, headers=headers, body=ans.body[: len(ans.body) // 2], chunked=True)
+
+
+def gzipped(ans: Answer) -> Answer:
+    """The body gzip-compressed, with ``Content-Encoding: gzip``."""
+    body = gzip.compress(ans.body, mtime=0)
+    headers = {**ans.headers, "content-encoding": "gzip", "content-length": str(len(body))}
+    return replace(ans, headers=headers, body=body)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from starlette.responses import Response
+import anyio
+from starlette.responses import Response, StreamingResponse
 
 from batchkling.emulator.service import FileReply, Reply
 from batchkling.emulator.wire import CutResponse, SilentResponse
@@ -23,12 +24,30 @@ def json_response(
 
 
 def reply_response(reply: Reply) -> Response:
-    """An API answer: JSON, an HTML page, or a dropped connection."""
+    """An API answer: JSON, an HTML page, or a dropped connection; maybe sent slowly."""
     if reply.lost:
         return SilentResponse()
     if reply.html is not None:
-        return Response(reply.html, reply.status, reply.headers, "text/html")
-    return json_response(reply.payload, reply.status, reply.headers)
+        response = Response(reply.html, reply.status, reply.headers, "text/html")
+    else:
+        response = json_response(reply.payload, reply.status, reply.headers)
+    if reply.trickle is None:
+        return response
+    return _trickled(response, reply.trickle)
+
+
+def _trickled(response: Response, interval: float) -> Response:
+    """``response`` sent one byte at a time, ``interval`` seconds apart (its length declared)."""
+    body = bytes(response.body)
+
+    async def drip() -> AsyncIterator[bytes]:
+        for i in range(len(body)):
+            await anyio.sleep(interval)
+            yield body[i : i + 1]
+
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    headers["content-length"] = str(len(body))
+    return StreamingResponse(drip(), response.status_code, headers, response.media_type)
 
 
 def file_response(reply: FileReply) -> Response:

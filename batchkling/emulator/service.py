@@ -19,12 +19,20 @@ from typing import Any
 
 import anyio
 
-from batchkling.emulator.assets import sample_video
+from batchkling.emulator.clips import clip
 from batchkling.emulator.config import EmulatorConfig
 from batchkling.emulator.counters import Counters
+from batchkling.emulator.dialects import (
+    BAD_URL,
+    padded,
+    place_output_urls,
+    query_refusal,
+    rewrite_payload,
+    status_value,
+)
 from batchkling.emulator.faults import Faults, RateLimiter, UrlSigner, retry_after_header
 from batchkling.emulator.frames import FRAME_NAME, render_frame
-from batchkling.emulator.media import Blob, answer
+from batchkling.emulator.media import Answer, Blob, answer, gzipped, no_length, short_length
 from batchkling.emulator.params import page_limit, request_params, time_param
 from batchkling.emulator.persist import FileJournal, read_journal
 from batchkling.emulator.state import INVALID_INPUT, INVALID_KEY, EmulatorState, Refused, Task
@@ -73,17 +81,22 @@ class Reply:
     headers: Mapping[str, str] | None = None
     error_code: int | None = None  # the functional error answered, for the counters
     lost: bool = False  # drop the connection instead of answering
+    trickle: float | None = None  # send the body one byte at a time, this many seconds apart
 
 
 @dataclass(frozen=True)
 class FileReply:
-    """The answer to one file request; ``cut`` sends half the body, then drops the connection."""
+    """The answer to one file request; ``cut`` sends half the body, then drops the connection.
+
+    ``chunked``: sent without ``Content-Length`` (chunked transfer coding over HTTP/1.1).
+    """
 
     status: int
     body: bytes
     headers: Mapping[str, str] | None = None
     media_type: str | None = None
     cut: bool = False
+    chunked: bool = False
 
 
 def _ok(data: Any, error_msg: str = "") -> Reply:
@@ -119,8 +132,9 @@ class Emulator:
         self._counters = Counters()
         self._signer = UrlSigner()
         self._started_at = clock()
-        self._video_blob = Blob.of(sample_video(), "video/mp4", self._started_at)
+        self._videos: dict[float, Blob] = {}  # by the length served, made on first use
         self._frames: dict[str, Blob] = {}
+        self._urlless: dict[str, int] = {}  # task -> queries answered with no URL after it finished
         # By the last part of the endpoint's path.
         self._handlers: dict[str, _Handler] = {
             "create_tool_task": self._create_task,
@@ -144,6 +158,7 @@ class Emulator:
         self.state.reset()
         self._counters = Counters()
         self._limiter.reset()
+        self._urlless.clear()
 
     def stats(self) -> dict[str, Any]:
         """Counters, tasks and accounts, as ``GET /__emulator/stats`` answers.
@@ -189,6 +204,10 @@ class Emulator:
         now = self.clock()
         self._counters.arrival(request.key, now)
         reply = self._answer(self._handlers[endpoint], request, now)
+        config = self.config
+        reply = replace(
+            reply, payload=rewrite_payload(reply.payload, config), trickle=config.trickle
+        )
         delay = self._faults.latency(*self.config.latency)
         if delay > 0:
             await anyio.sleep(delay)
@@ -246,28 +265,40 @@ class Emulator:
 
     def _query_task(self, request: ApiRequest, now: float) -> Reply:
         """``query_tool_task_status``: the task's status, output URLs or error."""
+        config = self.config
+        refusal = query_refusal(config, request.origin)
+        if refusal is not None:
+            status_code, payload, headers = refusal
+            return Reply(status_code, payload, headers=headers, error_code=payload["error_code"])
         params = request_params(request.method, request.body, request.query)
         task = self.state.find(request.key, params.get("task_id"))
-        config = self.config
         status = task.status(now, config)
         data: dict[str, Any] = {
             "task_id": task.id,
-            "status": status,
+            "status": status_value(status, config),
             "task_type": TOOL_TYPE,
-            "output_urls": [],
         }
+        urls = []
         if status == 1:
-            data["output_urls"] = self._output_urls(request.origin, task, now)
+            seen = self._urlless.get(task.id, 0)
+            if seen < config.no_url_polls:
+                self._urlless[task.id] = seen + 1
+            else:
+                urls = self._output_urls(request.origin, task, now)
+        place_output_urls(data, urls, config)
         error_msg = ""
         if task.failed and now >= task.finish_at and task.error:
+            reason = padded(task.error, config.error_msg_size)
             if config.failure_field == "errorMsg":
-                error_msg = task.error
+                error_msg = reason
             else:
-                data[config.failure_field] = task.error
+                data[config.failure_field] = reason
         return _ok(data, error_msg)
 
     def _output_urls(self, origin: str, task: Task, now: float) -> list[str]:
         video = origin + VIDEO_PATH.format(name=f"{task.id}.mp4")
+        if self.config.bad_output_url:
+            video = BAD_URL
         ttl = self.config.output_url_ttl
         if ttl is not None:
             video += "?" + self._signer.query(task.id, now, ttl)
@@ -353,10 +384,10 @@ class Emulator:
             if why is not None:
                 counters.answer("files", 403)
                 return FileReply(403, (why + "\n").encode(), media_type="text/plain")
-        blob = self._video_blob
+        blob = self._video_for(task.duration)
         if blob.content_type != config.download_content_type:
             blob = replace(blob, content_type=config.download_content_type)
-        ans = answer(blob, headers)
+        ans = self._spoiled(method, answer(blob, headers))
         if (
             method == "GET"
             and ans.status in (200, 206)
@@ -367,7 +398,30 @@ class Emulator:
             counters.answer("files", "cut")
             return FileReply(ans.status, ans.body, ans.headers, cut=True)
         counters.answer("files", ans.status)
-        return FileReply(ans.status, ans.body, ans.headers)
+        return FileReply(ans.status, ans.body, ans.headers, chunked=ans.chunked)
+
+    def _video_for(self, duration: float) -> Blob:
+        """The clip of a task that asked for ``duration`` s, ``--video-duration-offset`` added."""
+        seconds = max(duration + self.config.video_duration_offset, 0.0)
+        blob = self._videos.get(seconds)
+        if blob is None:
+            blob = self._videos[seconds] = Blob.of(clip(seconds), "video/mp4", self._started_at)
+        return blob
+
+    def _spoiled(self, method: str, ans: Answer) -> Answer:
+        """A whole-video answer made wrong the ways the settings ask (``download_gzip``, ...)."""
+        config = self.config
+        if method != "GET" or ans.status != 200:
+            return ans
+        for wanted, name, spoil in (
+            (config.download_gzip, "download_gzip", gzipped),
+            (config.download_short_length, "download_short_length", short_length),
+            (config.download_no_length, "download_no_length", no_length),
+        ):
+            if wanted:
+                self._counters.fault(name)
+                ans = spoil(ans)
+        return ans
 
     def frame(self, name: str, headers: Mapping[str, str]) -> FileReply:
         """``GET /__emulator/frames/NAME.png``: a sample first or last frame for the demo."""

@@ -26,6 +26,7 @@ from batchkling._util import whole_number
 from batchkling.model import JobState
 from batchkling.report.rows import JobRow, state_counts
 from batchkling.state import RunState
+from batchkling.video.rules import duration_warning
 
 __all__ = [
     "CSV_COLUMNS",
@@ -42,6 +43,7 @@ __all__ = [
     "report_json",
     "row_fields",
     "run_spans",
+    "video_warnings",
 ]
 
 REPORT_FORMAT = 1
@@ -129,6 +131,12 @@ class Report:
     image_copies: Mapping[str, str] = field(default_factory=dict)
     # Done jobs whose downloaded video is on disk, intact.
     videos: frozenset[str] = frozenset()
+    # Job -> absolute path of its video's poster (the video's first frame).
+    posters: Mapping[str, str] = field(default_factory=dict)
+    # Job -> absolute paths of the videos of its earlier tasks, kept when it was rendered again.
+    earlier_videos: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Job -> what is wrong with its video although it is done (its length, say).
+    video_warnings: Mapping[str, str] = field(default_factory=dict)
 
 
 def _parse_ts(text: Any) -> datetime | None:
@@ -187,6 +195,39 @@ def last_budget(events: Sequence[Mapping[str, Any]]) -> int | None:
     return None
 
 
+def _number_or_none(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def video_warnings(rows: Sequence[JobRow], events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Job -> warning, for each done job whose video's length is over a second off the ask.
+
+    The length is the one the ``downloaded`` event recorded; what was asked is
+    the duration of the create that made the task (its ``intent``), else the
+    manifest's.
+    """
+    lengths: dict[str, float] = {}
+    for ev in events:
+        length = _number_or_none(ev.get("duration"))
+        task = ev.get("task_id")
+        if ev.get("event") == "downloaded" and isinstance(task, str) and length is not None:
+            lengths[task] = length
+    out: dict[str, str] = {}
+    for row in rows:
+        length = lengths.get(row.task_id) if row.task_id is not None else None
+        if row.state is not JobState.DONE or length is None:
+            continue
+        asked = next((a.duration for a in row.record.attempts if a.task_id == row.task_id), None)
+        if asked is None and row.job is not None:
+            asked = row.job.shot.duration
+        warning = duration_warning(row.key, length, asked)
+        if warning is not None:
+            out[row.key] = warning
+    return out
+
+
 def build_report(
     rows: Sequence[JobRow],
     st: RunState,
@@ -200,8 +241,13 @@ def build_report(
     manifest_sha256: str | None = None,
     image_copies: Mapping[str, str] | None = None,
     videos: frozenset[str] = frozenset(),
+    posters: Mapping[str, str] | None = None,
+    earlier_videos: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Report:
-    """Gather rows, runs and totals into one ``Report``; ``events`` give the runs' times."""
+    """Gather rows, runs and totals into one ``Report``.
+
+    ``events`` give the runs' times and the videos' lengths.
+    """
     spans = run_spans(st.runs, [str(ev.get("ts")) for ev in events])
     totals = Totals(
         jobs=len(rows),
@@ -225,6 +271,9 @@ def build_report(
         manifest_sha256=manifest_sha256,
         image_copies=dict(image_copies or {}),
         videos=videos,
+        posters=dict(posters or {}),
+        earlier_videos=dict(earlier_videos or {}),
+        video_warnings=video_warnings(rows, events),
     )
 
 

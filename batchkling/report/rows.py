@@ -1,6 +1,8 @@
 """A run directory seen from the outside: where things live, and one row per job from the fold.
 
 ``status`` and every report build on ``job_rows``; nothing here talks to the network.
+What is on disk beside the ledger (intact videos, posters, the earlier videos of a
+job rendered again) is looked up by ``stat`` alone, never by reading a file.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from typing import Any, TextIO
 
 from batchkling.model import Job, JobState
 from batchkling.state import JobRecord, RunState
+from batchkling.video.rules import VIDEOS_DIR, archive_stem, video_name
 
 __all__ = [
     "JobRow",
     "default_run_dir",
+    "earlier_videos",
     "intact_videos",
     "job_rows",
+    "posters",
     "state_counts",
     "write_status_json",
 ]
@@ -47,6 +52,51 @@ def intact_videos(run_dir: Path, st: RunState) -> frozenset[str]:
             except OSError:
                 pass
     return frozenset(out)
+
+
+def posters(run_dir: Path, st: RunState, videos: frozenset[str]) -> dict[str, str]:
+    """Job -> absolute path of the poster of its video (``videos/<job>.jpg``), where one exists.
+
+    Only for ``videos``, the jobs whose video is intact: a poster is the first
+    frame of the video beside it, written when the video was downloaded.
+    """
+    out: dict[str, str] = {}
+    for key in videos:
+        output = st.record(key).output
+        if output is None:
+            continue
+        poster = (run_dir / output).with_suffix(".jpg")
+        if poster.is_file():
+            out[key] = str(poster.absolute())
+    return out
+
+
+def earlier_videos(run_dir: Path, st: RunState) -> dict[str, tuple[str, ...]]:
+    """Job -> absolute paths of the videos of its earlier tasks still on disk, oldest first.
+
+    A job rendered again keeps each video it replaced as ``videos/<job>.<task>.mp4``;
+    while its new task is not downloaded yet, ``videos/<job>.mp4`` is an earlier
+    video too.
+    """
+    folder = run_dir.absolute() / VIDEOS_DIR
+    out: dict[str, tuple[str, ...]] = {}
+    for key, rec in st.jobs.items():
+        current = rec.task_id if rec.state is JobState.DONE else None
+        found: list[str] = []
+        for attempt in rec.attempts:
+            task = attempt.task_id
+            if task is None or task == current:
+                continue
+            path = folder / f"{archive_stem(key, task)}.mp4"
+            if str(path) not in found and path.is_file():
+                found.append(str(path))
+        latest = folder / video_name(key)
+        rendered_before = any(a.task_id for a in rec.attempts[:-1])
+        if rec.state is not JobState.DONE and rendered_before and latest.is_file():
+            found.append(str(latest))
+        if found:
+            out[key] = tuple(found)
+    return out
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,8 @@ padding:8px 10px;display:flex;flex-direction:column;gap:6px}
 .card dt{color:var(--dim)}
 .card dd{margin:0;overflow-wrap:anywhere}
 .note{margin:0;color:var(--dim);font-size:12px}
+.warn{margin:0;padding:4px 8px;background:#fff4e0;color:#7a4a00;border-radius:4px;font-size:12px}
+.earlier{margin:0;font-size:12px;color:var(--dim);overflow-wrap:anywhere}
 .error{margin:0;padding:6px 8px;background:#fdecea;color:#8e1b1b;border-radius:4px;
 white-space:pre-wrap;overflow-wrap:anywhere;font:12px/1.4 ui-monospace,monospace}
 """
@@ -190,9 +192,46 @@ def _image(report: Report, url: str | None, label: str, base_dir: str) -> str:
     return f"<figure>{img}<figcaption>{_text(label)}</figcaption></figure>"
 
 
-def _poster(report: Report, shot: Shot, base_dir: str) -> str | None:
-    copy = report.image_copies.get(shot.image)
-    return file_href(copy, base_dir) if copy is not None else web_url(shot.image)
+def _poster(report: Report, row: JobRow, base_dir: str) -> str | None:
+    """The take's own first frame when it was kept, else the shot's start image."""
+    own = report.posters.get(row.key)
+    if own is not None:
+        return file_href(own, base_dir)
+    if row.job is None:
+        return None
+    image = row.job.shot.image
+    copy = report.image_copies.get(image)
+    return file_href(copy, base_dir) if copy is not None else web_url(image)
+
+
+def _player(report: Report, row: JobRow, base_dir: str) -> str | None:
+    """The card's video player, or the line saying why it has none; None for other states."""
+    if row.state is not JobState.DONE:
+        return None
+    if row.output is None or row.key not in report.videos:
+        return f'<p class="note">video file missing: {_text(row.output or "")}</p>'
+    poster = _poster(report, row, base_dir)
+    poster_attr = f' poster="{_text(poster)}"' if poster is not None else ""
+    return (
+        f'<video controls preload="metadata" playsinline '
+        f'src="{_text(file_href(row.output, base_dir))}"{poster_attr}></video>'
+    )
+
+
+def _video_notes(report: Report, row: JobRow, base_dir: str) -> str:
+    """A warning about the video, and links to the videos of the job's earlier renders."""
+    parts = []
+    warning = report.video_warnings.get(row.key)
+    if warning is not None:
+        parts.append(f'<p class="warn">{_text(warning)}</p>')
+    earlier = report.earlier_videos.get(row.key, ())
+    if earlier:
+        links = ", ".join(
+            f'<a href="{_text(file_href(path, base_dir))}">{_text(PurePath(path).name)}</a>'
+            for path in earlier
+        )
+        parts.append(f'<p class="earlier">earlier renders kept: {links}</p>')
+    return "".join(parts)
 
 
 def _explained(row: JobRow) -> bool:
@@ -211,18 +250,12 @@ def _card(report: Report, row: JobRow, base_dir: str) -> str:
         f'style="--st:var(--{state})">',
         f'<header><strong>{_text(row.key)}</strong><span class="badge">{state}</span></header>',
     ]
-    if row.state is JobState.DONE and row.output is not None and row.key in report.videos:
-        shot = row.job.shot if row.job is not None else None
-        poster = _poster(report, shot, base_dir) if shot is not None else None
-        poster_attr = f' poster="{_text(poster)}"' if poster is not None else ""
-        parts.append(
-            f'<video controls preload="metadata" playsinline '
-            f'src="{_text(file_href(row.output, base_dir))}"{poster_attr}></video>'
-        )
-    elif row.state is JobState.DONE:
-        parts.append(f'<p class="note">video file missing: {_text(row.output or "")}</p>')
+    player = _player(report, row, base_dir)
+    if player is not None:
+        parts.append(player)
     elif not _explained(row):
         parts.append(f'<p class="note">{_text(_STATE_TEXT[row.state])}</p>')
+    parts.append(_video_notes(report, row, base_dir))
     facts = [("task id", f"<code>{_text(row.task_id)}</code>" if row.task_id else "none")]
     facts.append(("credits", _text(_number(row.credits))))
     if row.output is not None:

@@ -52,6 +52,13 @@ def test_parse_range_reads_min_max_or_one_value() -> None:
         {"failed_status": 1},
         {"extra_status": -1},
         {"balance": -5},
+        {"error_code_field": "errorCode"},
+        {"output_url_field": "video"},
+        {"status_style": "roman"},
+        {"no_url_polls": -1},
+        {"error_msg_size": 0},
+        {"query_http_status": 200},
+        {"trickle": 0},
     ],
 )
 def test_config_refuses_settings_it_cannot_honour(fields: dict[str, Any]) -> None:
@@ -98,6 +105,10 @@ def test_config_fields_settable_at_run_time_and_those_that_take_null() -> None:
         "max_running",
         "max_running_code",
         "output_url_ttl",
+        "error_msg_size",
+        "query_http_status",
+        "query_error_code",
+        "trickle",
     }
 
 

@@ -1,16 +1,17 @@
-"""Files the emulator serves: ``sample.mp4``, the clip every completed task produces.
+"""The sample clip: what a finished task of the default length (5 s) serves.
 
-The clip was made once with ffmpeg from its built-in test pattern (the command
-is in the README) and is committed, so the emulator needs no ffmpeg to run.
+Clips are no longer files kept here: ``batchkling.emulator.clips`` makes each
+with PyAV on first use, of the length the task asked for.
 """
 
 from __future__ import annotations
 
-from importlib.resources import files
+from batchkling.emulator.clips import clip
+from batchkling.model import DEFAULT_DURATION
 
 __all__ = ["sample_video"]
 
 
-def sample_video() -> bytes:
-    """The bytes of the sample clip (H.264 baseline, yuv420p, 320x180, 2 s, faststart)."""
-    return files(__name__).joinpath("sample.mp4").read_bytes()
+def sample_video(seconds: float = DEFAULT_DURATION) -> bytes:
+    """The bytes of the clip a task of ``seconds`` serves (H.264, yuv420p, 160x90, faststart)."""
+    return clip(seconds)
