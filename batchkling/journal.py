@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,25 @@ class _Tasks:
     live: dict[str, dict[str, Elsewhere]] = field(default_factory=dict)
 
 
+def _parse(raw: bytes) -> Any:
+    """One journal line; None for a torn one, which recorded nothing a run needs.
+
+    A line that a failed write tore may have the next line glued to it: that next
+    line is whole from where it starts (every line starts with its time).
+    """
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    start = raw.rfind(b'{"ts":')
+    if start <= 0:
+        return None
+    try:
+        return json.loads(raw[start:])
+    except ValueError:
+        return None
+
+
 class AccountJournal:
     """An open account journal. Appends are durable before they return."""
 
@@ -81,6 +101,8 @@ class AccountJournal:
         # Byte-range locks belong to the process, not the task: within one process
         # the same price is also serialised by an ordinary lock.
         self._local: dict[int, anyio.Lock] = {}
+        # ``append`` reads back from a worker thread while the event loop reads too.
+        self._reading = threading.Lock()
 
     @classmethod
     def open(cls, state_dir: Path, api_base: str, api_key: str) -> AccountJournal:
@@ -106,18 +128,19 @@ class AccountJournal:
 
     def refresh(self) -> None:
         """Read the lines other processes appended since the last read."""
-        size = os.fstat(self._fd).st_size
-        if size <= self._offset:
-            return
-        data = self._rest + os.pread(self._fd, size - self._offset, self._offset)
-        self._offset = size
-        cut = data.rfind(b"\n") + 1
-        self._rest = data[cut:]  # a line still being written by another process
-        for raw in data[:cut].splitlines():
-            try:
-                ev = json.loads(raw)
-            except ValueError:
-                continue  # a line torn by a crash elsewhere: it recorded nothing we need
+        with self._reading:
+            size = os.fstat(self._fd).st_size
+            if size <= self._offset:
+                return
+            data = self._rest + os.pread(self._fd, size - self._offset, self._offset)
+            self._offset = size
+            cut = data.rfind(b"\n") + 1
+            self._rest = data[cut:]  # a line still being written by another process
+            self._apply_lines(data[:cut])
+
+    def _apply_lines(self, data: bytes) -> None:
+        for raw in data.splitlines():
+            ev = _parse(raw)
             if isinstance(ev, dict):
                 self._apply(ev)
 
@@ -137,16 +160,23 @@ class AccountJournal:
         """Task ids that another run directory of this account created."""
         self.refresh()
         here = str(run_dir)
-        return frozenset(t for t, d in self._tasks.by_task.items() if d != here)
+        with self._reading:
+            return frozenset(t for t, d in self._tasks.by_task.items() if d != here)
+
+    def task_dirs(self, run_dir: Path) -> dict[str, str]:
+        """Each task id another run directory of this account created, with that directory."""
+        self.refresh()
+        here = str(run_dir)
+        with self._reading:
+            return {t: d for t, d in self._tasks.by_task.items() if d != here}
 
     def elsewhere(self, run_dir: Path, fingerprint: str) -> Elsewhere | None:
         """A live task of this very request in another run directory, if there is one."""
         self.refresh()
         here = str(run_dir)
-        for other in self._tasks.live.get(fingerprint, {}).values():
-            if other.run_dir != here:
-                return other
-        return None
+        with self._reading:
+            live = list(self._tasks.live.get(fingerprint, {}).values())
+        return next((other for other in live if other.run_dir != here), None)
 
     # -- writing -------------------------------------------------------------
 
@@ -157,12 +187,19 @@ class AccountJournal:
     def append(self, event: str, **fields: Any) -> None:
         """Append one line and fsync it (blocking: call it from a worker thread)."""
         data = self._line(event, fields)
+        written = 0
         try:
             written = os.write(self._fd, data)
             if written != len(data):
                 raise OSError(0, "the disk took only part of the line")
             os.fsync(self._fd)
         except OSError as exc:
+            if 0 < written < len(data):
+                # End the torn piece, if the disk still takes a byte, so that the next
+                # line (perhaps another process's) is not glued to it. Readers find a
+                # line glued to a torn piece anyway (``_parse``).
+                with contextlib.suppress(OSError):
+                    os.write(self._fd, b"\n")
             raise RunDirWriteError(
                 f"the account journal {self.path} could not be written ({exc.strerror}); "
                 "nothing more was created.",

@@ -257,6 +257,11 @@ class Ledger:
         self.state = RunState()
         self.warnings: list[str] = []
 
+    @property
+    def broken(self) -> RunDirWriteError | None:
+        """Why this ledger refuses every write from now on, or None while it can be written."""
+        return self._broken
+
     # -- opening -----------------------------------------------------------
 
     @classmethod

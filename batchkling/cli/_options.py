@@ -35,6 +35,7 @@ __all__ = [
     "existing_ledger",
     "print_reconciliation",
     "run_dir_from",
+    "state_dir_from_env",
     "warn_torn_tail",
 ]
 
@@ -65,24 +66,27 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
 
 
 def api_key_from(args: argparse.Namespace) -> str:
-    """The API key from --api-key-file or $SJINN_API_KEY; never printed."""
+    """The API key from --api-key-file or $SJINN_API_KEY, checked; never printed.
+
+    From here on every message has the key removed (``remember_secret``).
+    """
+    from batchkling.api.key import checked_key, remember_secret
+
     if args.api_key_file is not None:
         try:
-            key: str = args.api_key_file.read_text(encoding="utf-8").strip()
+            raw = args.api_key_file.read_bytes()
         except OSError as exc:
             raise UsageError(
                 f"cannot read --api-key-file {args.api_key_file}: {exc.strerror}."
             ) from None
-        if not key:
-            raise UsageError(f"--api-key-file {args.api_key_file} is empty.")
-        return key
-    key = os.environ.get("SJINN_API_KEY", "").strip()
-    if not key:
+        return remember_secret(checked_key(raw, source=f"--api-key-file {args.api_key_file}"))
+    value = os.environ.get("SJINN_API_KEY", "")
+    if not value.strip():
         raise UsageError(
             "no API key: set SJINN_API_KEY or pass --api-key-file PATH.",
             hint="Nothing was read or sent.",
         )
-    return key
+    return remember_secret(checked_key(value, source="SJINN_API_KEY"))
 
 
 def api_base_from(args: argparse.Namespace) -> str:
@@ -90,6 +94,14 @@ def api_base_from(args: argparse.Namespace) -> str:
     if not base.startswith(("http://", "https://")):
         raise UsageError(f"--api-base {base!r} is not an http(s) URL.")
     return base
+
+
+def state_dir_from_env() -> Path:
+    """Where the account journals live: ``$XDG_STATE_HOME/batchkling``, else
+    ``~/.local/state/batchkling``."""
+    base = os.environ.get("XDG_STATE_HOME", "").strip()
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
+    return root / "batchkling"
 
 
 def run_dir_from(args: argparse.Namespace, manifest_path: str | Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -16,8 +17,10 @@ from batchkling.cli._options import (
     client_from,
     print_reconciliation,
     run_dir_from,
+    state_dir_from_env,
 )
 from batchkling.errors import UsageError
+from batchkling.journal import AccountJournal
 from batchkling.ledger import LEDGER_NAME, Ledger
 from batchkling.model import DEFAULT_RATE, JobState
 from batchkling.reconcile.match import DEFAULT_SETTLE
@@ -63,10 +66,11 @@ def cmd_reconcile(args: argparse.Namespace, io: IO) -> int:
     run_dir = run_dir_from(args, args.manifest)
     if not (run_dir / LEDGER_NAME).exists():
         raise UsageError(f"no ledger at {run_dir / LEDGER_NAME}: nothing has run there.")
-    with Ledger.open(run_dir) as ledger:
+    journal = AccountJournal.open(state_dir_from_env(), api.base, api.key)
+    with contextlib.closing(journal), Ledger.open(run_dir) as ledger:
         for warning in ledger.warnings:
             print(f"batchkling: warning: {warning}", file=io.err)
-        outcome = anyio.run(_reconcile, api, ledger, args.usage_settle)
+        outcome = anyio.run(_reconcile, api, ledger, args.usage_settle, journal)
         if outcome.result is None and outcome.unavailable is None:
             print("nothing in doubt.", file=io.out)
             return 0
@@ -76,8 +80,17 @@ def cmd_reconcile(args: argparse.Namespace, io: IO) -> int:
         return 0 if not left and outcome.unavailable is None else 1
 
 
-async def _reconcile(api: ApiSettings, ledger: Ledger, settle: float) -> ReconcileOutcome:
+async def _reconcile(
+    api: ApiSettings, ledger: Ledger, settle: float, journal: AccountJournal
+) -> ReconcileOutcome:
     from batchkling.reconcile.usage import reconcile_ledger
+    from batchkling.run.settle import journal_adoptions
 
+    # Tasks of the account's other run directories are never adopted here; those
+    # adopted are recorded in the journal as this run directory's.
+    foreign = journal.foreign_tasks(ledger.run_dir.resolve())
     async with client_from(api) as (client, _http):
-        return await reconcile_ledger(ledger, client, settle=settle)
+        outcome = await reconcile_ledger(ledger, client, settle=settle, foreign=foreign)
+    if outcome.result is not None:
+        await journal_adoptions(journal, ledger.run_dir, ledger.state, outcome.result.adopted)
+    return outcome

@@ -25,7 +25,9 @@ from batchkling.cli._options import (
     client_from,
     print_reconciliation,
     run_dir_from,
+    state_dir_from_env,
 )
+from batchkling.cli._types import finite_seconds, positive_seconds, seconds_range
 from batchkling.errors import UsageError
 from batchkling.model import DEFAULT_CONCURRENCY, DEFAULT_RATE, JobState, Manifest
 from batchkling.reconcile.match import DEFAULT_SETTLE
@@ -41,6 +43,8 @@ from batchkling.run.options import (
 
 if TYPE_CHECKING:
     from batchkling.cli._progress import ProgressPrinter
+    from batchkling.journal import AccountJournal
+    from batchkling.reconcile.audit import Audit
     from batchkling.run.selection import Selection
 
 __all__ = ["cmd_run", "parse_poll_interval", "register"]
@@ -70,7 +74,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--usage-settle",
-        type=float,
+        type=finite_seconds,
         default=DEFAULT_SETTLE,
         metavar="S",
         help="how old an in-doubt create must be before the credits usage is trusted "
@@ -103,6 +107,12 @@ def _add_selection_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="resubmit jobs whose manifest entry changed since they were sent",
     )
+    p.add_argument(
+        "--allow-duplicate",
+        action="store_true",
+        help="send a request even when another run directory of this account already has it "
+        "running or done (it is paid again)",
+    )
 
 
 def _add_pacing_options(p: argparse.ArgumentParser) -> None:
@@ -119,13 +129,14 @@ def _add_pacing_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--poll-interval",
-        default=f"{DEFAULT_POLL_MIN:g},{DEFAULT_POLL_MAX:g}",
+        type=seconds_range(DEFAULT_POLL_MAX),
+        default=(DEFAULT_POLL_MIN, DEFAULT_POLL_MAX),
         metavar="MIN[,MAX]",
         help="bounds of the delay between polls of a task, seconds",
     )
     p.add_argument(
         "--task-timeout",
-        type=float,
+        type=positive_seconds,
         default=DEFAULT_TASK_TIMEOUT,
         metavar="S",
         help=f"how long this run waits for one task (default {DEFAULT_TASK_TIMEOUT:g})",
@@ -158,11 +169,8 @@ def parse_poll_interval(text: str) -> tuple[float, float]:
 
 
 def _options_from(args: argparse.Namespace) -> RunOptions:
-    poll_min, poll_max = parse_poll_interval(args.poll_interval)
-    if args.task_timeout <= 0:
-        raise UsageError("--task-timeout must be positive.")
-    if args.usage_settle < 0:
-        raise UsageError("--usage-settle must not be negative.")
+    # The argument types refused bad numbers already, before the key was looked for.
+    poll_min, poll_max = args.poll_interval
     return RunOptions(
         concurrency=args.concurrency,
         no_wait=args.no_wait,
@@ -175,6 +183,7 @@ def _options_from(args: argparse.Namespace) -> RunOptions:
         retry_failed=args.retry_failed,
         resubmit_in_doubt=args.resubmit_in_doubt,
         rerender_changed=args.rerender_changed,
+        allow_duplicate=args.allow_duplicate,
     )
 
 
@@ -186,18 +195,29 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
     options = _options_from(args)
     manifest = load_manifest_from_args(args, io)
     run_dir = run_dir_from(args, manifest.path)
+    journal = _open_journal(api)
     printer = ProgressPrinter(io.err, enabled=not args.quiet)
     display = _Display(
         io, printer, manifest, run_dir, quiet=args.quiet, skip_preflight=args.skip_preflight
     )
     try:
-        result = anyio.run(_run, manifest, run_dir, api, options, display, not args.skip_preflight)
+        result = anyio.run(
+            _run, manifest, run_dir, api, options, display, not args.skip_preflight, journal
+        )
     finally:
         printer.close()
+        journal.close()
     _print_summary(result, manifest, run_dir, io)
     if result.account_error is not None and not result.interrupted:
         print(f"batchkling: error: {result.account_error}", file=io.err)
     return result.exit_status
+
+
+def _open_journal(api: ApiSettings) -> AccountJournal:
+    """The account journal of this API base and key, under the state directory."""
+    from batchkling.journal import AccountJournal
+
+    return AccountJournal.open(state_dir_from_env(), api.base, api.key)
 
 
 async def _run(
@@ -207,6 +227,7 @@ async def _run(
     options: RunOptions,
     display: _Display,
     preflight: bool,
+    journal: AccountJournal,
 ) -> RunResult:
     from batchkling.run.session import run_manifest
 
@@ -226,6 +247,7 @@ async def _run(
                 preflight=preflight,
                 rate=api.rate,
                 stop=stop,
+                journal=journal,
             )
         except Exception as exc:
             failure = exc  # raised below as it is, not wrapped in the task group's group
@@ -335,6 +357,25 @@ def _print_summary(result: RunResult, manifest: Manifest, run_dir: Path, io: IO)
         delay = result.median_detection_delay
         extra = f", median detection delay <= {delay:.1f} s" if delay is not None else ""
         print(f"polls per job {mean:.1f}{extra}", file=io.out)
+    for old, new in result.moves:
+        print(
+            f"moved: {old} -> {new} (the same request under a new key; nothing is rendered again)",
+            file=io.out,
+        )
+    _print_in_doubt(result, io)
+    failed = result.jobs_in(JobState.FAILED)
+    if failed:
+        print(f"failed: {', '.join(failed)} (--retry-failed resubmits them)", file=io.out)
+    _print_findings(result, io)
+    _print_audit(result, io)
+    if result.interrupted:
+        print(
+            f"interrupted. To resume, run the same command again (run directory {run_dir}).",
+            file=io.out,
+        )
+
+
+def _print_in_doubt(result: RunResult, io: IO) -> None:
     in_doubt = result.jobs_in(JobState.IN_DOUBT)
     if in_doubt:
         print(
@@ -343,13 +384,14 @@ def _print_summary(result: RunResult, manifest: Manifest, run_dir: Path, io: IO)
             f"usage; --resubmit-in-doubt sends them again and may pay twice.",
             file=io.out,
         )
-    failed = result.jobs_in(JobState.FAILED)
-    if failed:
-        print(f"failed: {', '.join(failed)} (--retry-failed resubmits them)", file=io.out)
-    _print_findings(result, io)
-    if result.interrupted:
+    for key in in_doubt:
+        why = result.doubt_reasons.get(key)
+        if why is not None:
+            print(f"{key}: still in doubt: {why}.", file=io.out)
+    if result.held_back:
         print(
-            f"interrupted. To resume, run the same command again (run directory {run_dir}).",
+            "not sent: every slot is held by a create in doubt, which may be generating: "
+            f"{', '.join(result.held_back)}. Run again once they are settled.",
             file=io.out,
         )
 
@@ -364,9 +406,68 @@ def _print_findings(result: RunResult, io: IO) -> None:
         print(f"still running after --task-timeout: {', '.join(result.timed_out)}", file=io.out)
     for note in result.notes:
         print(note, file=io.out)
+    for key, other in result.duplicates.items():
+        print(
+            f"{key}: not sent: the same request is already running or done in the run "
+            f"directory {other.run_dir} (job {other.job}, task {other.task_id}); "
+            "--allow-duplicate sends it anyway, and it is paid again.",
+            file=io.out,
+        )
     for charge in result.orphans:
         print(
             f"orphan charge: task {charge.task_id}, {charge.credits:g} credits at "
             f"{charge.at.isoformat()}, claimed by no job of this run.",
             file=io.out,
         )
+
+
+def _print_audit(result: RunResult, io: IO) -> None:
+    """The verdict of the end-of-run audit of the account's charges."""
+    if result.audit_problem is not None:
+        print(f"audit: not done: {result.audit_problem}.", file=io.out)
+    audit = result.audit
+    if audit is None:
+        return
+    if not audit.clean:
+        _print_audit_findings(audit, result, io)
+        return
+    unlisted = sum(1 for j in audit.jobs if j.charges == 0 and j.tasks > 0)
+    doubts = len(result.jobs_in(JobState.IN_DOUBT))
+    found = (
+        f"{len(audit.settled)} charges, {audit.charged:g} credits; "
+        f"{audit.committed} credits committed"
+    )
+    gaps = [f"{unlisted} task(s) not in the credits usage yet"] if unlisted else []
+    gaps += [f"{doubts} job(s) in doubt"] if doubts else []
+    if gaps:
+        verdict = f"no unexplained charge so far ({found}); not proven: {'; '.join(gaps)}"
+    else:
+        verdict = f"clean: every charge of this run directory's runs is in its ledger ({found})"
+    print(f"audit: {verdict}.", file=io.out)
+
+
+def _print_audit_findings(audit: Audit, result: RunResult, io: IO) -> None:
+    if audit.problem is not None:
+        print(
+            f"audit: not proven: the credits usage read is incomplete ({audit.problem}).",
+            file=io.out,
+        )
+    for c in audit.unexplained:
+        print(
+            f"audit: unexplained charge: task {c.task_id}, {c.credits:g} credits at "
+            f"{c.at.isoformat()}: no task of this run directory or of another one of this "
+            "account.",
+            file=io.out,
+        )
+    if audit.unexplained and result.jobs_in(JobState.IN_DOUBT):
+        print(
+            "audit: the jobs in doubt may account for unexplained charges; "
+            "`batchkling reconcile` settles them.",
+            file=io.out,
+        )
+    for j in audit.jobs:
+        if j.twice:
+            print(
+                f"audit: {j.job} was {j.verdict} for {j.tasks} task(s) ({j.credits:g} credits).",
+                file=io.out,
+            )

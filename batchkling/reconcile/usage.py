@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +12,7 @@ from batchkling.api.client import SjinnClient
 from batchkling.errors import AccountError, ApiError
 from batchkling.ledger import Ledger
 from batchkling.model import USAGE_TASK_TYPE
+from batchkling.reconcile.audit import Audit, audit, audit_span
 from batchkling.reconcile.match import (
     DEFAULT_SETTLE,
     Charge,
@@ -22,8 +23,9 @@ from batchkling.reconcile.match import (
     parse_ts,
     usage_since,
 )
+from batchkling.state import RunState
 
-__all__ = ["MAX_PAGES", "ReconcileOutcome", "read_usage", "reconcile_ledger"]
+__all__ = ["MAX_PAGES", "ReconcileOutcome", "audit_run_dir", "read_usage", "reconcile_ledger"]
 
 MAX_PAGES = 500
 PAGE_SIZE = 200
@@ -153,3 +155,25 @@ async def reconcile_ledger(
         if on_event is not None:
             on_event("not_created", job)
     return ReconcileOutcome(result=result, listing=listing)
+
+
+async def audit_run_dir(
+    st: RunState,
+    client: SjinnClient,
+    *,
+    settle: float = DEFAULT_SETTLE,
+    elsewhere: Mapping[str, str] | None = None,
+    now: Callable[[], datetime] = utc_now,
+) -> Audit | None:
+    """The audit of a run directory: the account's credits usage over its runs, against its ledger.
+
+    ``st`` is the ledger's fold; ``elsewhere`` maps the task ids of the account's
+    other run directories to those directories (``AccountJournal.task_dirs``).
+    None when the ledger records no run. Raises ``ApiError`` or ``AccountError``
+    when the usage cannot be read.
+    """
+    span = audit_span(st, settle=settle)
+    if span is None:
+        return None
+    listing = await read_usage(client, span[0], now=now)
+    return audit(st, listing, span=span, elsewhere=elsewhere or {})

@@ -6,7 +6,9 @@ import statistics
 from dataclasses import dataclass, field
 
 from batchkling.errors import AccountError
+from batchkling.journal import Elsewhere
 from batchkling.model import DEFAULT_CONCURRENCY, JobState
+from batchkling.reconcile.audit import Audit
 from batchkling.reconcile.match import DEFAULT_SETTLE, Charge
 
 __all__ = [
@@ -22,9 +24,11 @@ __all__ = [
 DEFAULT_POLL_MIN = 5.0
 DEFAULT_POLL_MAX = 30.0
 DEFAULT_TASK_TIMEOUT = 1800.0
-# How long a create that was sent may take to answer. Past it the create is in
-# doubt; an interrupted run waits this long, at most, for the creates it sent.
-CREATE_ANSWER_TIMEOUT = 30.0
+# How long a create that was sent is waited for while its connection lives. An
+# answer is never thrown away for being slow (a laptop that slept through the
+# create, a stalled server): only past this bound is the create in doubt. An
+# interrupted run waits this long, at most, for the creates it sent.
+CREATE_ANSWER_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class RunOptions:
     retry_failed: bool = False
     resubmit_in_doubt: bool = False
     rerender_changed: bool = False
+    allow_duplicate: bool = False  # send a request already running or done in another run dir
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,14 @@ class RunResult:
     timed_out: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     orphans: tuple[Charge, ...] = ()
+    # Jobs not sent because another run directory of the account has the same request.
+    duplicates: dict[str, Elsewhere] = field(default_factory=dict)
+    doubt_reasons: dict[str, str] = field(default_factory=dict)  # why each in-doubt job waits
+    held_back: list[str] = field(default_factory=list)  # not sent: every slot held by a doubt
+    moves: tuple[tuple[str, str], ...] = ()  # (old key, new key) carried over before the work
+    # The end-of-run audit of the account's charges, or why there is none.
+    audit: Audit | None = None
+    audit_problem: str | None = None
     # Filled in by ``run_manifest`` once the run is over:
     states: dict[str, JobState] = field(default_factory=dict)  # every job, in manifest order
     exit_status: int = 0

@@ -1,32 +1,39 @@
 """The work of one run in one task group: jobs start in manifest order as slots free up.
 
 A slot is held from a job's create until its task finishes on the server
-(``concurrency`` of them), so the server never runs more of this run's tasks at
-once. Each job in a slot is submitted (``submit``), then followed (``follow``);
-its video is downloaded (``download``) after the slot is given back. In-doubt
-creates are settled during the run (``settle``) when a settle delay is set.
+(``concurrency`` of them, see ``slots``), so the server never runs more of this
+run's tasks at once: a create in doubt may be generating, so it keeps its slot
+until it is settled. Each job in a slot is submitted (``submit``), then followed
+(``follow``); its video is downloaded (``download``) after the slot is given
+back. In-doubt creates are settled during the run (``settle``) when a settle
+delay is set.
 
 Stopping: ``stop()`` is the one way to stop. An interruption or a refused key
 cancels the work at once, except for creates already sent, which are shielded
 until their answer is recorded; a balance that ran out only stops new creates,
-and the tasks already running are followed to the end.
+and the tasks already running are followed to the end. A run directory (or
+account journal) that cannot be written stops everything at once: nothing more
+is created, the running tasks are left for the next run, and ``run()`` raises
+the ``RunDirWriteError``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 
 import anyio
 import anyio.abc
 
 from batchkling.api.client import SjinnClient
-from batchkling.errors import InsufficientBalanceError
+from batchkling.errors import InsufficientBalanceError, RunDirWriteError
+from batchkling.journal import AccountJournal
 from batchkling.ledger import Ledger
 from batchkling.model import Job
-from batchkling.run.download import Downloader
+from batchkling.run.download import Downloader, DownloadFailure
 from batchkling.run.follow import Follower, FollowVerdict
 from batchkling.run.options import (
     DEFAULT_POLL_MAX,
@@ -37,7 +44,8 @@ from batchkling.run.options import (
     RunResult,
 )
 from batchkling.run.selection import Selection
-from batchkling.run.settle import Settler
+from batchkling.run.settle import Settled, Settler
+from batchkling.run.slots import Settlement, Slots
 from batchkling.run.submit import Submitted, Submitter, SubmitVerdict
 from batchkling.run.writer import RunWriter
 
@@ -59,10 +67,15 @@ class StopReason(Enum):
     BALANCE = 1  # the balance ran out: no new creates; running tasks are followed
     ACCOUNT = 2  # the key or membership was refused: nothing else can succeed
     INTERRUPTED = 3  # asked to stop: creates already sent record their answer
+    BROKEN = 4  # the run directory or the account journal could not be written
 
 
 class Runner:
-    """One run over one ledger. ``run()`` does the work; ``stop()`` stops it cleanly."""
+    """One run over one ledger. ``run()`` does the work; ``stop()`` stops it cleanly.
+
+    ``journal``: the account journal (see ``batchkling.journal``), shared by the
+    submitter (intents, task ids, duplicates, the price lock) and the settler.
+    """
 
     def __init__(
         self,
@@ -75,11 +88,14 @@ class Runner:
         progress: Callable[[Progress], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        journal: AccountJournal | None = None,
+        lag_seen: float = 0.0,
     ) -> None:
         self.jobs = list(jobs)
         self.sel = selection
         self.opt = options = options if options is not None else RunOptions()
         self._clock = clock
+        self._journal = journal
         self._by_key = {job.key: job for job in self.jobs}
         self._writer = RunWriter(ledger, self.jobs, budget=selection.budget, progress=progress)
         self._submitter = Submitter(
@@ -89,6 +105,7 @@ class Runner:
             budget=selection.budget,
             may_create=lambda: self._stop is None,
             rand=rand,
+            journal=journal,
         )
         self._follower = Follower(writer=self._writer, client=client, options=options, clock=clock)
         self._downloader = Downloader(
@@ -100,17 +117,25 @@ class Runner:
             backoff_cap=options.backoff_cap,
             rand=rand,
         )
-        self._settler = (
-            Settler(ledger, client, settle=options.usage_settle, jobs=self._by_key.keys())
-            if options.usage_settle is not None and not options.no_wait
-            else None
-        )
-        self._slots = anyio.Semaphore(options.concurrency)
+        self._settler = self._make_settler(ledger, client, lag_seen)
+        self._slots = Slots(options.concurrency)
+        if self._settler is None:
+            self._slots.settling_over()
         self._stop: StopReason | None = None
         self._scope: anyio.CancelScope | None = None
         self._active = 0  # job and download tasks still going
         self._feeding = True
+        self.write_error: RunDirWriteError | None = None
         self.result = RunResult(counts={}, credits_committed=0)
+
+    def _make_settler(self, ledger: Ledger, client: SjinnClient, lag: float) -> Settler | None:
+        settle = self.opt.usage_settle
+        if settle is None or self.opt.no_wait:
+            return None
+        jobs = self._by_key.keys()
+        return Settler(
+            ledger, client, settle=settle, jobs=jobs, journal=self._journal, lag_seen=lag
+        )
 
     def stop(self, reason: StopReason = StopReason.INTERRUPTED) -> None:
         """Send no more creates; unless the balance ran out, cancel the rest of the work."""
@@ -120,7 +145,11 @@ class Runner:
             self._scope.cancel()
 
     async def run(self) -> RunResult:
-        """Do the selected work; return the result (the ledger holds everything)."""
+        """Do the selected work; return the result (the ledger holds everything).
+
+        Raises ``RunDirWriteError`` when the run directory or the journal could not
+        be written: the run stopped at once, and the ledger holds only whole lines.
+        """
         with anyio.CancelScope() as scope:
             self._scope = scope
             if self._stop is not None and self._stop is not StopReason.BALANCE:
@@ -129,6 +158,8 @@ class Runner:
                 tg.start_soon(self._feed, tg)
                 if self._settler is not None:
                     tg.start_soon(self._settle_loop, tg, self._settler)
+        if self.write_error is not None:
+            raise self.write_error
         stats = self._follower.stats
         result = self.result
         result.interrupted = self._stop is StopReason.INTERRUPTED
@@ -139,13 +170,27 @@ class Runner:
         result.unknown_status = stats.unknown_status
         return result
 
+    @contextlib.contextmanager
+    def _stops_on_write_error(self) -> Iterator[None]:
+        """Turn a write that failed into a stop of the whole run (and ``run()`` raising it)."""
+        try:
+            yield
+        except RunDirWriteError as exc:
+            if self.write_error is None:
+                self.write_error = exc
+            if self._writer.ledger.broken is not None:
+                self._submitter.abandon()  # no answer can be recorded any more
+            self.stop(StopReason.BROKEN)
+
     # -- starting work -----------------------------------------------------------------
 
     async def _feed(self, tg: anyio.abc.TaskGroup) -> None:
         try:
-            await self._feed_all(tg)
+            with self._stops_on_write_error():
+                await self._feed_all(tg)
         finally:
             self._feeding = False
+            self._slots.release_stuck()  # nobody waits for a slot from the feed any more
 
     async def _feed_all(self, tg: anyio.abc.TaskGroup) -> None:
         for job in self.sel.skipped:
@@ -156,33 +201,56 @@ class Runner:
                 self._active += 1  # counted from now, so the work is never seen as done early
                 tg.start_soon(self._counted_download, job, tuple(urls))
         for job in self.sel.follow:
+            self._active += 1
             await tg.start(self._job, job, None)
         for job, reason in self.sel.submit:
-            if self.opt.no_wait and self._slots.value == 0:
+            if self.opt.no_wait and self._slots.free == 0:
                 break  # submit only what can start now; a later run does the rest
             if self._stop is not None:
                 break
+            if self._slots.full:
+                self.result.held_back.append(job.key)
+                continue
+            self._active += 1
             await tg.start(self._job, job, reason)
 
     async def _settle_loop(self, tg: anyio.abc.TaskGroup, settler: Settler) -> None:
-        while self._feeding or self._active or settler.waiting():
-            settled = await settler.settle_ripe()
-            if settled is not None:
-                if settled.unavailable is not None:
-                    self.result.notes.append(
-                        f"the credits usage could not be read ({settled.unavailable}); "
-                        "in-doubt jobs are left as they are."
-                    )
-                    return
-                self._writer.refresh()
-                for key in settled.adopted:
-                    await tg.start(self._job, self._by_key[key], None)
-                for key in settled.not_created:
-                    if self._stop is not None:
-                        break
-                    await tg.start(self._job, self._by_key[key], "not-created")
-                self.result.orphans = settled.orphans
-            await anyio.sleep(settler.tick)
+        try:
+            with self._stops_on_write_error():
+                while self._feeding or self._active or settler.waiting():
+                    settled = await settler.settle_ripe()
+                    if settled is not None and settled.unavailable is not None:
+                        self.result.notes.append(
+                            f"the credits usage could not be read ({settled.unavailable}); "
+                            "in-doubt jobs are left as they are."
+                        )
+                        return
+                    if settled is not None:
+                        self._settled(tg, settled)
+                    await anyio.sleep(settler.tick)
+        finally:
+            self._slots.settling_over()
+
+    def _settled(self, tg: anyio.abc.TaskGroup, settled: Settled) -> None:
+        """Hand each verdict to the job holding the slot, or start the job anew."""
+        self._writer.refresh()
+        reasons = self.result.doubt_reasons
+        reasons.update(settled.reasons)
+        for key in settled.adopted:
+            reasons.pop(key, None)
+            if not self._slots.settle(key, Settlement.ADOPTED):
+                self._spawn(tg, self._by_key[key], None)
+        for key in settled.not_created:
+            reasons.pop(key, None)
+            if not self._slots.settle(key, Settlement.NOT_CREATED) and self._stop is None:
+                self._spawn(tg, self._by_key[key], "not-created")
+        for key in settled.final:
+            self._slots.settle(key, Settlement.FINAL)
+        self.result.orphans = settled.orphans
+
+    def _spawn(self, tg: anyio.abc.TaskGroup, job: Job, reason: str | None) -> None:
+        self._active += 1
+        tg.start_soon(self._job, job, reason)
 
     # -- one job -----------------------------------------------------------------------
 
@@ -193,14 +261,24 @@ class Runner:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Create (unless ``reason`` is None: created earlier) and follow ``job`` in a slot."""
-        self._active += 1
+        """Create (unless ``reason`` is None: created earlier) and follow ``job`` in a slot.
+
+        The caller counted the job in ``_active`` before starting it.
+        """
         try:
-            async with self._slots:
-                task_status.started()
-                urls = await self._create_and_follow(job, reason)
-            if urls is not None and not self.opt.no_download:
-                await self._download(job, urls)
+            with self._stops_on_write_error():
+                if not await self._slots.acquire():
+                    task_status.started()
+                    if reason is not None:
+                        self.result.held_back.append(job.key)
+                    return
+                try:
+                    task_status.started()
+                    urls = await self._create_and_follow(job, reason)
+                finally:
+                    self._slots.release()
+                if urls is not None and not self.opt.no_download:
+                    await self._download(job, urls)
         finally:
             self._active -= 1
 
@@ -208,23 +286,47 @@ class Runner:
         """The finished task's output URLs; None when there is nothing to download."""
         created_at = None
         if reason is not None:
-            if self._stop is not None:
-                return None  # stopped while this job waited for its slot
-            submitted = await self._submitter.submit(job, reason)
-            self._submitted(job, submitted)
-            if submitted.verdict is not SubmitVerdict.CREATED:
+            has_task, created_at = await self._create(job, reason)
+            if not has_task:
                 return None
-            created_at = self._clock()
         followed = await self._follower.follow(job, created_at=created_at)
+        if followed.verdict is FollowVerdict.FAILED:
+            await self._journal_failed(job)
         if followed.verdict is FollowVerdict.TIMED_OUT:
             self.result.timed_out.append(job.key)
         if followed.verdict is FollowVerdict.COMPLETED:
             return followed.output_urls
         return None
 
+    async def _create(self, job: Job, reason: str) -> tuple[bool, float | None]:
+        """Create ``job`` in its slot: whether it has a task now, and when this run created it.
+
+        A create in doubt keeps the slot until it is settled: adopted, its task is
+        followed here; proved never created, it is sent again here.
+        """
+        while True:
+            if self._stop is not None:
+                return False, None  # stopped while this job waited for its slot
+            self._slots.expect(job.key)
+            try:
+                submitted = await self._submitter.submit(job, reason)
+                self._submitted(job, submitted)
+                if submitted.verdict is SubmitVerdict.CREATED:
+                    return True, self._clock()
+                if submitted.verdict is not SubmitVerdict.IN_DOUBT:
+                    return False, None
+                verdict = await self._slots.hold_in_doubt(job.key)
+            finally:
+                self._slots.forget(job.key)
+            if verdict is not Settlement.NOT_CREATED:
+                return verdict is Settlement.ADOPTED, None
+            reason = "not-created"
+
     def _submitted(self, job: Job, submitted: Submitted) -> None:
         if submitted.verdict is SubmitVerdict.OVER_BUDGET:
             self.result.notes.append(f"{job.key}: not sent, the budget is used up.")
+        if submitted.elsewhere is not None:
+            self.result.duplicates[job.key] = submitted.elsewhere
         exc = submitted.account_error
         if exc is not None:
             if self.result.account_error is None:
@@ -232,11 +334,25 @@ class Runner:
             balance = isinstance(exc, InsufficientBalanceError)
             self.stop(StopReason.BALANCE if balance else StopReason.ACCOUNT)
 
+    async def _journal_failed(self, job: Job) -> None:
+        """A failed task no longer makes its request live: say so in the account journal."""
+        rec = self._writer.state.record(job.key)
+        if self._journal is None or rec.task_id is None:
+            return
+        await self._journal.record(
+            "failed",
+            run_dir=str(self._writer.ledger.run_dir.resolve()),
+            job=job.key,
+            fingerprint=rec.fingerprint or "",
+            task_id=rec.task_id,
+        )
+
     # -- downloading -------------------------------------------------------------------
 
     async def _counted_download(self, job: Job, urls: tuple[str, ...]) -> None:
         try:
-            await self._download(job, urls)
+            with self._stops_on_write_error():
+                await self._download(job, urls)
         finally:
             self._active -= 1
 
@@ -244,15 +360,18 @@ class Runner:
         task_id = self._writer.state.record(job.key).task_id
         if task_id is None:
             return
-        got = await self._downloader.fetch(job.key, task_id, urls)
-        if got is None:
-            self.result.notes.append(f"{job.key}: the download failed; run again to retry it.")
+        got = await self._downloader.get(job.key, task_id, urls, duration=job.shot.duration)
+        if isinstance(got, DownloadFailure):
+            self.result.notes.append(
+                f"{job.key}: the download failed ({got.reason}); run again to retry it."
+            )
             return
+        if got.warning is not None:
+            self.result.notes.append(got.warning)
         await self._writer.note(
             "downloaded",
             job.key,
             task_id=task_id,
             path=str(got.path.relative_to(self._writer.ledger.run_dir)),
-            bytes=got.bytes,
-            sha256=got.sha256,
+            **got.ledger_fields(),
         )

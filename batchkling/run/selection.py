@@ -16,7 +16,7 @@ from batchkling.errors import BudgetError
 from batchkling.model import Job, JobState
 from batchkling.state import JobRecord, RunState
 
-__all__ = ["Selection", "select_work"]
+__all__ = ["Selection", "plan_moves", "select_work"]
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,17 @@ def select_work(
     submit = sorted_.submit
     skipped: list[Job] = []
     if budget is not None and committed + _credits(submit) > budget:
-        submit, skipped = _fit(submit, committed, budget, allow_partial=allow_partial)
-        notes = (f"{len(skipped)} job(s) do not fit the budget and are skipped.",)
+        submit, left = _fit(submit, committed, budget, allow_partial=allow_partial)
+        # States only move forward: a job with a create behind it is never marked
+        # skipped; it keeps its state (done, failed, in doubt) and is only not resent.
+        skipped = [j for j in left if not st.record(j.key).ever_sent]
+        kept = [j.key for j in left if st.record(j.key).ever_sent]
+        if skipped:
+            notes = (f"{len(skipped)} job(s) do not fit the budget and are skipped.",)
+        if kept:
+            notes += (
+                f"not sent again, the budget has no room; each keeps its state: {', '.join(kept)}.",
+            )
     return Selection(
         submit=tuple(submit),
         follow=tuple(sorted_.follow),
@@ -166,3 +175,26 @@ def _fit(
             return submit[:i], [j for j, _ in submit[i:]]
         room -= job.credits
     return submit, []
+
+
+def plan_moves(jobs: Sequence[Job], st: RunState) -> tuple[tuple[str, str], ...]:
+    """Ledger records to carry over to a new key: ``(old key, new key)``, in manifest order.
+
+    A manifest job the ledger never sent takes the record of a sent job whose key
+    is no longer in the manifest and whose request fingerprint is the same (one to
+    one, first come first served), so that a rename, a change of case or ``takes``
+    going from 1 to 2 renders nothing again.
+    """
+    keys = {job.key for job in jobs}
+    gone: dict[str, list[str]] = {}
+    for key, rec in st.jobs.items():
+        if key not in keys and rec.ever_sent and rec.fingerprint:
+            gone.setdefault(rec.fingerprint, []).append(key)
+    moves: list[tuple[str, str]] = []
+    for job in jobs:
+        if st.record(job.key).ever_sent:
+            continue
+        olds = gone.get(job.fingerprint)
+        if olds:
+            moves.append((olds.pop(0), job.key))
+    return tuple(moves)

@@ -1,11 +1,14 @@
 """``run_manifest``: one run of a manifest from start to end, the same with or without the CLI.
 
 The sequence: lock and read the run directory (writing the ledger's header if
-it is new); decide the work, refusing a run over budget before anything is
+it is new); carry the records of renamed entries over to their new keys
+(``moved``); decide the work, refusing a run over budget before anything is
 written; record ``run_started``; settle creates an earlier run left in doubt;
 decide the work again with what that settled; pre-flight (the account and the
 images, free calls only); then the runner. ``run_ended`` is recorded however
-the run ends, a refusal included, except when the process is killed.
+the run ends, a refusal included, except when the process is killed or the run
+directory can no longer be written. Last, the audit: what the account charged
+over the run directory's runs, against the ledger.
 """
 
 from __future__ import annotations
@@ -20,16 +23,24 @@ import httpx
 
 from batchkling import __version__
 from batchkling.api.client import SjinnClient
-from batchkling.errors import BatchklingError, PreflightError
+from batchkling.errors import (
+    AccountError,
+    ApiError,
+    BatchklingError,
+    InsufficientBalanceError,
+    PreflightError,
+)
+from batchkling.journal import AccountJournal
 from batchkling.ledger import Ledger
 from batchkling.model import JobState, Manifest
 from batchkling.preflight.checks import run_preflight
-from batchkling.reconcile.usage import reconcile_ledger
+from batchkling.reconcile.usage import audit_run_dir, reconcile_ledger
 from batchkling.report.rows import intact_videos
 from batchkling.run.events import Checked, Opened, Planned, Reconciled, RunEvent, Started
 from batchkling.run.options import RunOptions, RunResult
 from batchkling.run.runner import Runner
-from batchkling.run.selection import Selection, select_work
+from batchkling.run.selection import Selection, plan_moves, select_work
+from batchkling.run.settle import journal_adoptions
 from batchkling.schedule import Rate
 
 __all__ = [
@@ -92,6 +103,7 @@ async def run_manifest(
     preflight: bool = True,
     rate: Rate | None = None,
     stop: anyio.Event | None = None,
+    journal: AccountJournal | None = None,
 ) -> RunResult:
     """Render ``manifest`` in ``run_dir``; running it again resumes. Raises what refuses the run.
 
@@ -100,15 +112,19 @@ async def run_manifest(
     ``preflight=False`` skips the account and image checks; ``rate`` is recorded
     in the ledger as the client's request rate. Setting ``stop`` stops the work
     once it has started (``Started``): no new creates, those already sent record
-    their answer. Refusals are raised: ``BudgetError`` before the run is recorded
-    as started, ``PreflightError`` or an ``AccountError`` from pre-flight before any
-    create; an account refused mid-run is ``RunResult.account_error`` instead.
+    their answer. ``journal``: the account journal of ``client``'s account (the
+    command line always opens one), which makes creates known across run
+    directories. Refusals are raised: ``BudgetError`` before the run is recorded
+    as started, ``PreflightError`` or an ``AccountError`` from pre-flight before
+    any create, ``RunDirWriteError`` once the run directory or the journal cannot
+    be written; an account refused mid-run is ``RunResult.account_error`` instead.
     """
     opt = options if options is not None else RunOptions()
     emit = progress if progress is not None else _ignore
     ledger, warnings = open_run(manifest, run_dir)
     with ledger:
         emit(Opened(run_dir, warnings))
+        moves = _move(manifest, ledger)
         _select(manifest, ledger, run_dir, opt)  # over budget: refused before anything is sent
         started = time.monotonic()
         _record_start(ledger, manifest, opt, rate)
@@ -116,22 +132,30 @@ async def run_manifest(
             result = await _work(
                 manifest,
                 ledger,
-                run_dir,
                 client,
                 opt,
                 emit,
                 http=http,
                 preflight=preflight,
                 stop=stop,
+                journal=journal,
             )
         except BatchklingError as exc:
-            # Refused before or during the run (pre-flight, account): the ledger says so.
-            ledger.append_sync(
-                "run_ended", None, exit_status=exc.exit_code, api_calls=_api_calls(client)
-            )
+            _record_refusal(ledger, client, exc)
             raise
+        result.moves = moves
         _finish(result, manifest, ledger, client, opt, since=started)
+        await _audit(result, ledger, client, opt, journal)
     return result
+
+
+def _record_refusal(ledger: Ledger, client: SjinnClient, exc: BatchklingError) -> None:
+    """Refused before or during the run (pre-flight, account, a journal that cannot be
+    written): the ledger says so, if it still can be written."""
+    if ledger.broken is None:
+        ledger.append_sync(
+            "run_ended", None, exit_status=exc.exit_code, api_calls=_api_calls(client)
+        )
 
 
 def exit_status(result: RunResult, *, no_download: bool) -> int:
@@ -174,7 +198,6 @@ def _finish(
 async def _work(
     manifest: Manifest,
     ledger: Ledger,
-    run_dir: Path,
     client: SjinnClient,
     opt: RunOptions,
     emit: Callable[[RunEvent], None],
@@ -182,11 +205,10 @@ async def _work(
     http: httpx.AsyncClient | None,
     preflight: bool,
     stop: anyio.Event | None,
+    journal: AccountJournal | None,
 ) -> RunResult:
-    if opt.usage_settle is not None and any(
-        ledger.state.state_of(job.key) is JobState.IN_DOUBT for job in manifest.jobs
-    ):
-        emit(Reconciled(await reconcile_ledger(ledger, client, settle=opt.usage_settle)))
+    run_dir = ledger.run_dir
+    lag, reasons = await _reconcile_first(manifest, ledger, client, opt, emit, journal)
     selection = _select(manifest, ledger, run_dir, opt)
     emit(Planned(selection))
     if preflight and selection.submit:
@@ -203,14 +225,79 @@ async def _work(
         client=client,
         options=opt,
         progress=emit,
+        journal=journal,
+        lag_seen=lag,
     )
     emit(Started())
+    failure: BatchklingError | None = None
     async with anyio.create_task_group() as tg:
         if stop is not None:
             tg.start_soon(_relay_stop, stop, runner)
-        result = await runner.run()
+        try:
+            result = await runner.run()
+        except BatchklingError as exc:
+            failure = exc  # raised below as it is, not wrapped in the task group's group
         tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    result.doubt_reasons = {**reasons, **result.doubt_reasons}
     return result
+
+
+async def _reconcile_first(
+    manifest: Manifest,
+    ledger: Ledger,
+    client: SjinnClient,
+    opt: RunOptions,
+    emit: Callable[[RunEvent], None],
+    journal: AccountJournal | None,
+) -> tuple[float, dict[str, str]]:
+    """Settle what earlier runs left in doubt; the usage lag seen, and why jobs still wait."""
+    if opt.usage_settle is None or not any(
+        ledger.state.state_of(job.key) is JobState.IN_DOUBT for job in manifest.jobs
+    ):
+        return 0.0, {}
+    here = ledger.run_dir.resolve()
+    foreign = journal.foreign_tasks(here) if journal is not None else frozenset()
+    outcome = await reconcile_ledger(ledger, client, settle=opt.usage_settle, foreign=foreign)
+    emit(Reconciled(outcome))
+    res = outcome.result
+    if res is None:
+        return 0.0, {}
+    await journal_adoptions(journal, ledger.run_dir, ledger.state, res.adopted)
+    return res.lag, dict(res.reasons)
+
+
+def _move(manifest: Manifest, ledger: Ledger) -> tuple[tuple[str, str], ...]:
+    """Carry the records of entries whose key changed over to their new keys (``moved``)."""
+    moves = plan_moves(manifest.jobs, ledger.state)
+    for old, new in moves:
+        ledger.write("moved", old, to=new, fingerprint=ledger.state.record(old).fingerprint)
+    if moves:
+        ledger.sync()
+    return moves
+
+
+async def _audit(
+    result: RunResult,
+    ledger: Ledger,
+    client: SjinnClient,
+    opt: RunOptions,
+    journal: AccountJournal | None,
+) -> None:
+    """Compare what the account charged over the run directory's runs with the ledger."""
+    refused = result.account_error is not None and not isinstance(
+        result.account_error, InsufficientBalanceError
+    )
+    if opt.usage_settle is None or result.interrupted or refused:
+        return
+    elsewhere = journal.task_dirs(ledger.run_dir.resolve()) if journal is not None else {}
+    try:
+        result.audit = await audit_run_dir(
+            ledger.state, client, settle=opt.usage_settle, elsewhere=elsewhere
+        )
+    except (ApiError, AccountError) as exc:
+        result.audit_problem = f"the credits usage could not be read ({exc})"
 
 
 def _select(manifest: Manifest, ledger: Ledger, run_dir: Path, opt: RunOptions) -> Selection:

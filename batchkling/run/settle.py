@@ -4,24 +4,57 @@ The run waits for in-doubt jobs that can still be settled, even when all other
 work is done: adopting the task or proving the create never happened spares the
 user a guess about money. A job that stays ambiguous, or whose ripe window
 still shows no charge, will not be settled by waiting longer in this run.
+
+Tasks the account journal gives to another run directory are never adopted
+here, and an adopted task is recorded in the journal as this run directory's.
+The largest lag between a create and its usage record seen so far is kept, so
+that a later round never looks at a window sooner than the usage proved to lag.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from batchkling.api.client import SjinnClient
+from batchkling.journal import AccountJournal
 from batchkling.ledger import Ledger
-from batchkling.reconcile.match import Charge, InDoubt, in_doubt_windows
+from batchkling.reconcile.match import Charge, InDoubt, Reconciliation, in_doubt_windows
 from batchkling.reconcile.usage import reconcile_ledger
+from batchkling.state import RunState
 
-__all__ = ["Settled", "Settler"]
+__all__ = ["Settled", "Settler", "journal_adoptions"]
+
+# Reads of the usage that may fail in a row before the run stops trying.
+_UNAVAILABLE_TRIES = 3
 
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+async def journal_adoptions(
+    journal: AccountJournal | None,
+    run_dir: Path,
+    st: RunState,
+    adopted: Sequence[tuple[str, Charge]],
+) -> None:
+    """Record adopted tasks in the account journal as this run directory's own."""
+    if journal is None:
+        return
+    for job, charge in adopted:
+        if charge.task_id is None:
+            continue
+        rec = st.record(job)
+        await journal.record(
+            "created",
+            run_dir=str(run_dir.resolve()),
+            job=job,
+            fingerprint=rec.fingerprint or "",
+            task_id=charge.task_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -30,7 +63,9 @@ class Settled:
 
     adopted: tuple[str, ...] = ()  # charged: now running, to be followed
     not_created: tuple[str, ...] = ()  # never charged: back to pending, to be created
+    final: tuple[str, ...] = ()  # still in doubt, and waiting will not settle them in this run
     orphans: tuple[Charge, ...] = ()
+    reasons: dict[str, str] = field(default_factory=dict)  # why each job still waits
     unavailable: str | None = None  # the usage could not be read: stop trying
 
 
@@ -45,12 +80,17 @@ class Settler:
         settle: float,
         jobs: Collection[str],
         now: Callable[[], datetime] = _utc_now,
+        journal: AccountJournal | None = None,
+        lag_seen: float = 0.0,
     ) -> None:
         self._ledger = ledger
         self._client = client
         self._settle = settle
         self._jobs = jobs
         self._now = now
+        self._journal = journal
+        self.lag_seen = lag_seen  # the largest usage lag seen, seconds
+        self._failures = 0
         self._final: set[str] = set()  # waiting will not settle these in this run
         self.tick = min(1.0, max(0.02, settle / 4))  # seconds between two looks
 
@@ -66,26 +106,52 @@ class Settler:
         return bool(self._doubts())
 
     async def settle_ripe(self) -> Settled | None:
-        """Reconcile if some in-doubt window is older than the settle delay; else None."""
+        """Reconcile if some in-doubt window is older than the settle delay; else None.
+
+        The delay is never shorter than the largest usage lag seen so far.
+        """
         now = self._now()
+        wait = max(self._settle, self.lag_seen)
         ripe = [
-            d
-            for d in self._doubts()
-            if d.end is not None and (now - d.end).total_seconds() > self._settle
+            d for d in self._doubts() if d.end is not None and (now - d.end).total_seconds() > wait
         ]
         if not ripe:
             return None
-        outcome = await reconcile_ledger(self._ledger, self._client, settle=self._settle)
+        here = self._ledger.run_dir.resolve()
+        foreign = frozenset() if self._journal is None else self._journal.foreign_tasks(here)
+        outcome = await reconcile_ledger(
+            self._ledger,
+            self._client,
+            settle=self._settle,
+            now=self._now,
+            foreign=foreign,
+            lag_seen=self.lag_seen,
+        )
         if outcome.unavailable is not None:
+            self._failures += 1
+            if self._failures < _UNAVAILABLE_TRIES:
+                return None  # try again at the next look
             return Settled(unavailable=outcome.unavailable)
+        self._failures = 0
         res = outcome.result
         if res is None:
             return None
-        self._final.update(job for job, _charges in res.ambiguous)
+        self.lag_seen = max(self.lag_seen, res.lag)
+        await journal_adoptions(
+            self._journal, self._ledger.run_dir, self._ledger.state, res.adopted
+        )
+        return self._verdicts(res, ripe)
+
+    def _verdicts(self, res: Reconciliation, ripe: list[InDoubt]) -> Settled:
         # A ripe window still without a verdict will not get one by waiting.
-        self._final.update(d.job for d in ripe if d.job in res.waiting)
+        final = {job for job, _charges in res.ambiguous}
+        final.update(d.job for d in ripe if d.job in res.waiting)
+        final -= self._final
+        self._final |= final
         return Settled(
             adopted=tuple(job for job, _charge in res.adopted),
             not_created=tuple(res.not_created),
+            final=tuple(sorted(final)),
             orphans=res.orphans,
+            reasons=dict(res.reasons),
         )

@@ -117,3 +117,42 @@ def test_emulator_restart_while_running(tmp_path: Path, live_emulator_factory: F
     assert proc.returncode == 0, out + err
     assert set(creates_per_prompt(emu.stats()).values()) == {1}
     assert emu.stats()["tasks_created"] == 8
+
+
+def test_sigkill_with_lost_answers_and_a_lagging_usage_never_pays_twice(
+    tmp_path: Path, live_emulator_factory: Factory
+) -> None:
+    """Lost answers, a usage list behind its charges and SIGKILL at random: never paid twice."""
+    emu = live_emulator_factory(
+        gen_seconds=(0.2, 0.6),
+        latency=(0.03, 0.1),
+        lost_response_rate=0.3,
+        usage_lag=0.6,
+        seed=9,
+    )
+    manifest = write_manifest(tmp_path, emu.base_url, 16, prompt="drift {i} mixes")
+    ledger = tmp_path / "board.run" / LEDGER_NAME
+    rng = random.Random(20261125)
+    kills = 0
+    for _ in range(12):
+        proc = spawn_run(manifest, emu.base_url, "--concurrency", "3")
+        time.sleep(rng.uniform(0.2, 1.4))
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        out, err = proc.communicate()
+        assert "Traceback" not in out + err, out + err
+        fold_ledger(ledger)  # whatever the instant, the ledger reads back
+        assert max(creates_per_prompt(emu.stats()).values(), default=0) <= 1
+    assert kills >= 6
+    final = spawn_run(manifest, emu.base_url, "--concurrency", "3", "--usage-settle", "1")
+    out, err = final.communicate(timeout=60)
+    assert final.returncode in (0, 1) and "Traceback" not in out + err, out + err
+    stats = emu.stats()
+    assert stats["requests"]["create_tool_task"].get("lost", 0) > 0
+    assert max(creates_per_prompt(stats).values()) == 1
+    st = fold_ledger(ledger).state
+    assert stats["credits_charged"]["test-key"] <= st.credits_committed
+    states = [r.state.value for r in st.jobs.values()]
+    assert set(states) <= {"done", "in_doubt"} and states.count("done") >= 12
+    ledger_lines(tmp_path / "board.run")

@@ -9,7 +9,7 @@ import pytest
 
 from batchkling.errors import BudgetError
 from batchkling.model import Job, Shot
-from batchkling.run.selection import select_work
+from batchkling.run.selection import plan_moves, select_work
 from batchkling.state import fold
 
 TS = "2026-11-24T03:00:00Z"
@@ -120,3 +120,38 @@ def test_changed_entry_reported_or_rerendered() -> None:
     assert [j.key for j in sel.changed] == ["s0"] and sel.submit == ()
     sel = select_work(changed, led, budget=None, rerender_changed=True)
     assert [(j.key, r) for j, r in sel.submit] == [("s0", "rerender-changed")]
+
+
+def _done(job: Job, task: str) -> list[dict[str, Any]]:
+    return [
+        ev("intent", job.key, credits=job.credits, fingerprint=job.fingerprint),
+        ev("created", job.key, task_id=task),
+        ev("completed", job.key, task_id=task, output_urls=[]),
+        ev("downloaded", job.key, task_id=task, path=f"videos/{job.key}.mp4", bytes=1, sha256="0"),
+    ]
+
+
+def test_a_job_ever_sent_is_never_selected_as_skipped() -> None:
+    """A changed done job that does not fit is left as it is, not skipped, and said so."""
+    js = jobs(2)
+    led = fold(_done(js[0], "t0") + _done(js[1], "t1"))
+    changed = [js[0], replace(js[1], shot=replace(js[1].shot, prompt="q"))]
+    sel = select_work(changed, led, budget=2000, allow_partial=True, rerender_changed=True)
+    assert sel.submit == () and sel.skipped == ()
+    assert any("keeps its state: s1" in note for note in sel.notes)
+
+
+def test_moves_carry_a_record_to_the_key_that_replaced_it() -> None:
+    """A renamed key, a case change and takes 1 -> 2 take the old record, one to one."""
+    shot = Shot(id="Intro", prompt="p", image="http://x/i.png")
+    old = Job(key="Intro", shot=shot)
+    led = fold(_done(old, "t0"))
+    renamed = [Job(key="intro", shot=replace(shot, id="intro"))]
+    plan = plan_moves(renamed, led)
+    assert plan == (("Intro", "intro"),)
+    two = replace(shot, takes=2)
+    takes = [Job(key="Intro#1", shot=two, take=1), Job(key="Intro#2", shot=two, take=2)]
+    assert plan_moves(takes, led) == (("Intro", "Intro#1"),)  # take 1 is the same request
+    other = [Job(key="other", shot=replace(shot, id="other", prompt="else"))]
+    assert plan_moves(other, led) == ()  # another request: rendered anew
+    assert plan_moves([old], led) == ()  # the key is still there: nothing moves

@@ -1,0 +1,130 @@
+"""The run's concurrency slots, and creates in doubt keeping theirs until they are settled.
+
+A slot is held from a job's create until its task finishes on the server. A
+create whose answer was lost may be generating all the same, so it keeps its
+slot until reconciliation settles it: adopted (its task is then followed in that
+slot), or proved never created (the slot is then used to send it again). One
+that cannot be settled in this run keeps its slot for as long as the run may
+still want to start work; when every slot is held that way, no slot will come
+free and the jobs still waiting for one are not sent (``acquire`` says so).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import anyio
+
+__all__ = ["Settlement", "Slots"]
+
+
+class Settlement(Enum):
+    """How the create in doubt that holds a slot was settled."""
+
+    ADOPTED = "adopted"  # its task was found: follow it
+    NOT_CREATED = "not_created"  # proved never created: send it again
+    FINAL = "final"  # it stays in doubt in this run
+
+
+class Slots:
+    """``concurrency`` slots; jobs in doubt hold theirs through ``hold_in_doubt``."""
+
+    def __init__(self, concurrency: int) -> None:
+        self._sem = anyio.Semaphore(concurrency)
+        self._n = concurrency
+        self._stuck = 0  # slots held by creates in doubt for the rest of the run
+        self._full = False  # every slot is stuck: none will come free
+        self._waiting: set[anyio.CancelScope] = set()
+        self._released = anyio.Event()  # nobody waits for a slot any more
+        self._holders: dict[str, anyio.Event] = {}
+        self._verdicts: dict[str, Settlement] = {}
+        self._settling = True  # something may still settle the holders
+
+    @property
+    def free(self) -> int:
+        """Slots free now."""
+        return self._sem.value
+
+    @property
+    def full(self) -> bool:
+        """True once every slot is held by a create in doubt that this run cannot settle."""
+        return self._full
+
+    async def acquire(self) -> bool:
+        """Take a slot; False (and none taken) once no slot will come free in this run."""
+        got = False
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                if not self._full:
+                    await self._sem.acquire()
+                    got = True
+            finally:
+                self._waiting.discard(scope)
+        return got
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._sem.release()
+
+    def expect(self, key: str) -> None:
+        """``key``'s create is about to be sent from its slot: its verdict will come here.
+
+        Called before the create, so that a verdict reached while the submission
+        is still winding down (the pause after a create in doubt) is not lost.
+        """
+        self._holders[key] = anyio.Event()
+        self._verdicts.pop(key, None)
+
+    def forget(self, key: str) -> None:
+        """``key``'s slot no longer waits for a verdict."""
+        self._holders.pop(key, None)
+        self._verdicts.pop(key, None)
+
+    async def hold_in_doubt(self, key: str) -> Settlement:
+        """Keep the slot of ``key``'s create in doubt until it is settled, and say how.
+
+        ``expect(key)`` came before the create. When it cannot be settled in this
+        run, the slot is kept until nobody waits for one any more (``release_stuck``),
+        and ``FINAL`` is returned.
+        """
+        event = self._holders.get(key)
+        if event is not None and self._settling:
+            await event.wait()
+        verdict = self._verdicts.get(key, Settlement.FINAL)
+        self.forget(key)
+        if verdict is Settlement.FINAL:
+            await self._stay()
+        return verdict
+
+    def settle(self, key: str, verdict: Settlement) -> bool:
+        """Hand ``verdict`` to the slot waiting for ``key``'s; False when none does."""
+        event = self._holders.get(key)
+        if event is None:
+            return False
+        self._verdicts[key] = verdict
+        event.set()
+        return True
+
+    def settling_over(self) -> None:
+        """Nothing settles creates in doubt any more in this run: every holder's is final."""
+        self._settling = False
+        for key, event in list(self._holders.items()):
+            if not event.is_set():  # a verdict handed over already stands
+                self.settle(key, Settlement.FINAL)
+
+    def release_stuck(self) -> None:
+        """Nobody waits for a slot any more: holders of unsettled creates may let go."""
+        self._released.set()
+
+    async def _stay(self) -> None:
+        self._stuck += 1
+        if self._stuck >= self._n:
+            self._full = True
+            for scope in self._waiting:
+                scope.cancel()
+        try:
+            await self._released.wait()
+        finally:
+            self._stuck -= 1
+            self._full = self._stuck >= self._n
