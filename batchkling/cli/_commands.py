@@ -6,7 +6,17 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from batchkling.cli import check, mock_server, plan, reconcile, report, run, status, validate
+from batchkling.cli import (
+    audit,
+    check,
+    mock_server,
+    plan,
+    reconcile,
+    report,
+    run,
+    status,
+    validate,
+)
 
 __all__ = ["REGISTRY", "Register"]
 
@@ -19,6 +29,7 @@ REGISTRY: list[Register] = [
     status.register,
     check.register,
     reconcile.register,
+    audit.register,
     report.register,
     mock_server.register,
 ]

@@ -28,6 +28,7 @@ from batchkling.cli._options import (
     state_dir_from_env,
 )
 from batchkling.cli._types import finite_seconds, positive_seconds, seconds_range
+from batchkling.cli.audit import write_audit
 from batchkling.errors import UsageError
 from batchkling.model import DEFAULT_CONCURRENCY, DEFAULT_RATE, JobState, Manifest
 from batchkling.reconcile.match import DEFAULT_SETTLE
@@ -368,6 +369,8 @@ def _print_summary(result: RunResult, manifest: Manifest, run_dir: Path, io: IO)
         print(f"failed: {', '.join(failed)} (--retry-failed resubmits them)", file=io.out)
     _print_findings(result, io)
     _print_audit(result, io)
+    if result.audit is not None:
+        write_audit(run_dir, result.audit)
     if result.interrupted:
         print(
             f"interrupted. To resume, run the same command again (run directory {run_dir}).",

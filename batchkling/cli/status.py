@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def cmd_status(args: argparse.Namespace, io: IO) -> int:
     st = read.state
     rows = job_rows(jobs, st, Path(run_dir))
     if args.json:
-        write_status_json(rows, st, io.out)
+        write_status_json(rows, st, io.out, audit=_last_audit(Path(run_dir)))
         return 0
     counts = ", ".join(f"{k} {v}" for k, v in state_counts(rows).items() if v)
     print(
@@ -61,3 +62,11 @@ def cmd_status(args: argparse.Namespace, io: IO) -> int:
             file=io.out,
         )
     return 0
+
+
+def _last_audit(run_dir: Path) -> object:
+    """The verdict the last audit of this run directory kept, if one was run."""
+    try:
+        return json.loads((run_dir / "audit.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -165,12 +165,19 @@ def state_counts(rows: Sequence[JobRow]) -> dict[str, int]:
     return {s.value: counts.get(s.value, 0) for s in JobState}
 
 
-def write_status_json(rows: Sequence[JobRow], st: RunState, out: TextIO) -> None:
-    """Write the ``status --json`` document one job at a time (a 100,000-job run stays small)."""
+def write_status_json(
+    rows: Sequence[JobRow], st: RunState, out: TextIO, *, audit: object = None
+) -> None:
+    """Write the ``status --json`` document one job at a time (a 100,000-job run stays small).
+
+    ``audit``: the last audit's verdict (``audit.json``), shown as ``"audit"`` when given.
+    """
     out.write('{"jobs": [')
     for i, row in enumerate(rows):
         out.write(",\n  " if i else "\n  ")
         out.write(json.dumps(row.as_json()))
     out.write("\n],\n")
     out.write(f' "counts": {json.dumps(state_counts(rows))},\n')
+    if audit is not None:
+        out.write(f' "audit": {json.dumps(audit, ensure_ascii=False)},\n')
     out.write(f' "credits_committed": {st.credits_committed}}}\n')
