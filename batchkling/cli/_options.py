@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from batchkling.cli._io import IO
 from batchkling.errors import LedgerError, UsageError
 from batchkling.ledger import LEDGER_NAME
+from batchkling.model import DEFAULT_RATE
 from batchkling.report.rows import default_run_dir
 from batchkling.schedule import Rate, parse_rate
 
@@ -27,6 +28,7 @@ __all__ = [
     "ApiSettings",
     "Connection",
     "add_api_options",
+    "add_rate_option",
     "add_run_dir_option",
     "api_base_from",
     "api_key_from",
@@ -48,6 +50,15 @@ def add_run_dir_option(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="run directory (default: <manifest dir>/<manifest stem>.run/)",
+    )
+
+
+def add_rate_option(p: argparse.ArgumentParser) -> None:
+    """``--rate R``: the pace of API requests, for the commands that make a few."""
+    p.add_argument(
+        "--rate",
+        default=DEFAULT_RATE,
+        help=f"API requests per second or minute (default {DEFAULT_RATE})",
     )
 
 

@@ -16,6 +16,7 @@ from batchkling.cli._io import IO
 from batchkling.cli._options import (
     ApiSettings,
     add_api_options,
+    add_rate_option,
     add_run_dir_option,
     api_settings_from,
     client_from,
@@ -26,7 +27,6 @@ from batchkling.cli._types import finite_seconds
 from batchkling.errors import AccountError, ApiError, UsageError
 from batchkling.journal import AccountJournal
 from batchkling.ledger import LEDGER_NAME, fold_ledger
-from batchkling.model import DEFAULT_RATE
 from batchkling.reconcile.match import DEFAULT_SETTLE
 
 if TYPE_CHECKING:
@@ -54,11 +54,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_run_dir_option(p)
     add_api_options(p)
     p.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
-    p.add_argument(
-        "--rate",
-        default=DEFAULT_RATE,
-        help=f"API requests per second or minute (default {DEFAULT_RATE})",
-    )
+    add_rate_option(p)
     p.add_argument(
         "--usage-settle",
         type=finite_seconds,

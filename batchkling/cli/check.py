@@ -13,6 +13,7 @@ from batchkling.cli._manifest_args import add_manifest_options, load_manifest_fr
 from batchkling.cli._options import (
     ApiSettings,
     add_api_options,
+    add_rate_option,
     add_run_dir_option,
     api_settings_from,
     client_from,
@@ -21,7 +22,7 @@ from batchkling.cli._options import (
 from batchkling.cli._types import positive_seconds
 from batchkling.errors import PreflightError
 from batchkling.ledger import LEDGER_NAME, fold_ledger
-from batchkling.model import DEFAULT_IMAGE_TIMEOUT, DEFAULT_RATE, Manifest
+from batchkling.model import DEFAULT_IMAGE_TIMEOUT, Manifest
 from batchkling.run.selection import select_work
 
 if TYPE_CHECKING:
@@ -42,11 +43,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_manifest_options(c)
     add_run_dir_option(c)
     add_api_options(c)
-    c.add_argument(
-        "--rate",
-        default=DEFAULT_RATE,
-        help=f"API requests per second or minute (default {DEFAULT_RATE})",
-    )
+    add_rate_option(c)
     c.add_argument(
         "--image-timeout",
         type=positive_seconds,

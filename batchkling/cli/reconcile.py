@@ -12,6 +12,7 @@ from batchkling.cli._io import IO
 from batchkling.cli._options import (
     ApiSettings,
     add_api_options,
+    add_rate_option,
     add_run_dir_option,
     api_settings_from,
     client_from,
@@ -19,10 +20,11 @@ from batchkling.cli._options import (
     run_dir_from,
     state_dir_from_env,
 )
+from batchkling.cli._types import finite_seconds
 from batchkling.errors import UsageError
 from batchkling.journal import AccountJournal
 from batchkling.ledger import LEDGER_NAME, Ledger
-from batchkling.model import DEFAULT_RATE, JobState
+from batchkling.model import JobState
 from batchkling.reconcile.match import DEFAULT_SETTLE
 
 if TYPE_CHECKING:
@@ -43,14 +45,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     r.add_argument("manifest", nargs="?", metavar="MANIFEST")
     add_run_dir_option(r)
     add_api_options(r)
-    r.add_argument(
-        "--rate",
-        default=DEFAULT_RATE,
-        help=f"API requests per second or minute (default {DEFAULT_RATE})",
-    )
+    add_rate_option(r)
     r.add_argument(
         "--usage-settle",
-        type=float,
+        type=finite_seconds,
         default=DEFAULT_SETTLE,
         metavar="S",
         help=f"settle delay of the credits usage, seconds (default {DEFAULT_SETTLE:g})",
