@@ -91,14 +91,15 @@ class Settler:
         self._journal = journal
         self.lag_seen = lag_seen  # the largest usage lag seen, seconds
         self._failures = 0
-        self._final: set[str] = set()  # waiting will not settle these in this run
+        # (job, intent time) of creates that waiting will not settle in this run
+        self._final: set[tuple[str, datetime]] = set()
         self.tick = min(1.0, max(0.02, settle / 4))  # seconds between two looks
 
     def _doubts(self) -> list[InDoubt]:
         return [
             d
             for d in in_doubt_windows(self._ledger.state)
-            if d.job in self._jobs and d.job not in self._final
+            if d.job in self._jobs and (d.job, d.start) not in self._final
         ]
 
     def waiting(self) -> bool:
@@ -144,14 +145,17 @@ class Settler:
 
     def _verdicts(self, res: Reconciliation, ripe: list[InDoubt]) -> Settled:
         # A ripe window still without a verdict will not get one by waiting.
-        final = {job for job, _charges in res.ambiguous}
-        final.update(d.job for d in ripe if d.job in res.waiting)
+        # Final is said of one create (a job and the intent that opened its window):
+        # a job proved never created and sent again is in doubt anew, and may be settled.
+        starts = {d.job: d.start for d in in_doubt_windows(self._ledger.state)}
+        final = {(job, starts[job]) for job, _charges in res.ambiguous if job in starts}
+        final.update((d.job, d.start) for d in ripe if d.job in res.waiting)
         final -= self._final
         self._final |= final
         return Settled(
             adopted=tuple(job for job, _charge in res.adopted),
             not_created=tuple(res.not_created),
-            final=tuple(sorted(final)),
+            final=tuple(sorted(job for job, _start in final)),
             orphans=res.orphans,
             reasons=dict(res.reasons),
         )
