@@ -21,9 +21,10 @@ def _count(p: Progress, *states: JobState) -> int:
 
 def _describe(p: Progress) -> str:
     budget = "" if p.budget is None else f"/{p.budget}"
+    limit = "" if p.limit is None else f" at once {p.limit}"
     return (
         f"running {_count(p, JobState.RUNNING)} failed {_count(p, JobState.FAILED)} "
-        f"in doubt {_count(p, JobState.IN_DOUBT)} credits {p.credits_committed}{budget}"
+        f"in doubt {_count(p, JobState.IN_DOUBT)} credits {p.credits_committed}{budget}{limit}"
     )
 
 

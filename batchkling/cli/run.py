@@ -34,8 +34,10 @@ from batchkling.model import DEFAULT_CONCURRENCY, DEFAULT_RATE, JobState, Manife
 from batchkling.reconcile.match import DEFAULT_SETTLE
 from batchkling.run.events import Checked, Opened, Planned, Reconciled, RunEvent, Started
 from batchkling.run.options import (
+    DEFAULT_GONE_AFTER,
     DEFAULT_POLL_MAX,
     DEFAULT_POLL_MIN,
+    DEFAULT_STALL_AFTER,
     DEFAULT_TASK_TIMEOUT,
     Progress,
     RunOptions,
@@ -142,6 +144,22 @@ def _add_pacing_options(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"how long this run waits for one task (default {DEFAULT_TASK_TIMEOUT:g})",
     )
+    p.add_argument(
+        "--gone-after",
+        type=positive_seconds,
+        default=DEFAULT_GONE_AFTER,
+        metavar="S",
+        help="how long a recorded task may answer 'not found' before it counts as deleted "
+        f"and its job fails (default {DEFAULT_GONE_AFTER:g})",
+    )
+    p.add_argument(
+        "--stall-after",
+        type=positive_seconds,
+        default=DEFAULT_STALL_AFTER,
+        metavar="S",
+        help="how long a task's status may stay the same before it is named as stalled, "
+        f"until a task like it has finished (default {DEFAULT_STALL_AFTER:g})",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -179,6 +197,8 @@ def _options_from(args: argparse.Namespace) -> RunOptions:
         poll_min=poll_min,
         poll_max=poll_max,
         task_timeout=args.task_timeout,
+        gone_after=args.gone_after,
+        stall_after=args.stall_after,
         usage_settle=None if args.no_reconcile else args.usage_settle,
         allow_partial=args.allow_partial,
         retry_failed=args.retry_failed,
@@ -402,7 +422,23 @@ def _print_in_doubt(result: RunResult, io: IO) -> None:
 def _print_findings(result: RunResult, io: IO) -> None:
     for key, value in result.unknown_status.items():
         print(
-            f"{key}: the API answered the undocumented status {value}; treated as running.",
+            f"{key}: the API answered the undocumented status {value!r}; treated as running.",
+            file=io.out,
+        )
+    for key, reason in result.fail_reasons.items():
+        print(f"{key}: failed: {reason}.", file=io.out)
+    for key, n in result.finishing.items():
+        if key not in result.fail_reasons:
+            print(f"{key}: answered completed with no video URL yet {n} times.", file=io.out)
+    if result.stalled:
+        print(
+            f"stalled (status unchanged for longer than expected): {', '.join(result.stalled)}",
+            file=io.out,
+        )
+    if result.allowed_at_once is not None:
+        print(
+            f"the account allowed {result.allowed_at_once} at once "
+            f"({result.limit_refusals} creates refused for too many tasks, none charged)",
             file=io.out,
         )
     if result.timed_out:

@@ -13,9 +13,13 @@ from batchkling.reconcile.match import DEFAULT_SETTLE, Charge
 
 __all__ = [
     "CREATE_ANSWER_TIMEOUT",
+    "DEFAULT_GONE_AFTER",
     "DEFAULT_POLL_MAX",
     "DEFAULT_POLL_MIN",
+    "DEFAULT_STALL_AFTER",
     "DEFAULT_TASK_TIMEOUT",
+    "FINISHING_POLLS",
+    "STALL_FACTOR",
     "Progress",
     "RunOptions",
     "RunResult",
@@ -24,6 +28,14 @@ __all__ = [
 DEFAULT_POLL_MIN = 5.0
 DEFAULT_POLL_MAX = 30.0
 DEFAULT_TASK_TIMEOUT = 1800.0
+# A recorded task that answers "not found" for this long is taken as deleted or lost.
+DEFAULT_GONE_AFTER = 180.0
+# A task whose status has not changed for this long is called stalled, until one of
+# its mode and duration has finished (then three times the slowest such finish).
+DEFAULT_STALL_AFTER = 1200.0
+STALL_FACTOR = 3.0
+# Answers "completed" without a video URL that are waited through before the job fails.
+FINISHING_POLLS = 10
 # How long a create that was sent is waited for while its connection lives. An
 # answer is never thrown away for being slow (a laptop that slept through the
 # create, a stalled server): only past this bound is the create in doubt. An
@@ -48,6 +60,9 @@ class RunOptions:
     create_answer_timeout: float = CREATE_ANSWER_TIMEOUT
     usage_settle: float | None = DEFAULT_SETTLE  # None: no reconciliation during the run
     doubt_gap: float = 1.0  # pause of one price's creates after an in-doubt create
+    gone_after: float = DEFAULT_GONE_AFTER  # "not found" this long: the task is gone
+    stall_after: float = DEFAULT_STALL_AFTER  # unchanged this long (before any finish): stalled
+    finishing_polls: int = FINISHING_POLLS  # "completed" answers without a URL before failing
     # What to submit besides new jobs (see ``batchkling.run.selection.select_work``).
     allow_partial: bool = False
     retry_failed: bool = False
@@ -65,6 +80,7 @@ class Progress:
     credits_committed: int
     budget: int | None
     message: str | None = None
+    limit: int | None = None  # creates allowed in flight now (adaptive concurrency)
 
 
 @dataclass
@@ -77,7 +93,12 @@ class RunResult:
     account_error: AccountError | None = None
     polls: dict[str, int] = field(default_factory=dict)
     detection_gaps: list[float] = field(default_factory=list)
-    unknown_status: dict[str, int] = field(default_factory=dict)
+    unknown_status: dict[str, object] = field(default_factory=dict)  # as the server sent it
+    finishing: dict[str, int] = field(default_factory=dict)  # "completed, no URL yet" answers
+    fail_reasons: dict[str, str] = field(default_factory=dict)  # why the run failed a job
+    stalled: list[str] = field(default_factory=list)  # status unchanged for too long
+    allowed_at_once: int | None = None  # the concurrency the account allowed, once it refused
+    limit_refusals: int = 0  # creates refused for too many tasks at once (charged nothing)
     timed_out: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     orphans: tuple[Charge, ...] = ()

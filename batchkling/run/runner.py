@@ -6,7 +6,8 @@ run's tasks at once: a create in doubt may be generating, so it keeps its slot
 until it is settled. Each job in a slot is submitted (``submit``), then followed
 (``follow``); its video is downloaded (``download``) after the slot is given
 back. In-doubt creates are settled during the run (``settle``) when a settle
-delay is set.
+delay is set. A create refused for too many tasks at once gives its slot back,
+lowers the slots' limit (see ``slots``) and waits for a slot again.
 
 Stopping: ``stop()`` is the one way to stop. An interruption or a refused key
 cancels the work at once, except for creates already sent, which are shielded
@@ -29,7 +30,7 @@ import anyio
 import anyio.abc
 
 from batchkling.api.client import SjinnClient
-from batchkling.errors import InsufficientBalanceError, RunDirWriteError
+from batchkling.errors import AccountError, InsufficientBalanceError, RunDirWriteError
 from batchkling.journal import AccountJournal
 from batchkling.ledger import Ledger
 from batchkling.model import Job
@@ -95,6 +96,7 @@ class Runner:
         self.sel = selection
         self.opt = options = options if options is not None else RunOptions()
         self._clock = clock
+        self._rand = rand
         self._journal = journal
         self._by_key = {job.key: job for job in self.jobs}
         self._writer = RunWriter(ledger, self.jobs, budget=selection.budget, progress=progress)
@@ -119,6 +121,7 @@ class Runner:
         )
         self._settler = self._make_settler(ledger, client, lag_seen)
         self._slots = Slots(options.concurrency)
+        self._writer.limit = lambda: self._slots.limit
         if self._settler is None:
             self._slots.settling_over()
         self._stop: StopReason | None = None
@@ -168,6 +171,11 @@ class Runner:
         result.polls = stats.polls
         result.detection_gaps = stats.detection_gaps
         result.unknown_status = stats.unknown_status
+        result.finishing = stats.finishing
+        result.fail_reasons = stats.fail_reasons
+        result.stalled = stats.stalled
+        result.allowed_at_once = self._slots.allowed
+        result.limit_refusals = self._slots.refusals
         return result
 
     @contextlib.contextmanager
@@ -289,7 +297,15 @@ class Runner:
             has_task, created_at = await self._create(job, reason)
             if not has_task:
                 return None
-        followed = await self._follower.follow(job, created_at=created_at)
+        mark = self._slots.running()
+        clean = False
+        try:
+            followed = await self._follower.follow(job, created_at=created_at)
+            clean = followed.verdict in (FollowVerdict.COMPLETED, FollowVerdict.FAILED)
+        finally:
+            self._slots.finished(mark, clean=clean)
+        if followed.account_error is not None:
+            self._account_refused(followed.account_error)
         if followed.verdict is FollowVerdict.FAILED:
             await self._journal_failed(job)
         if followed.verdict is FollowVerdict.TIMED_OUT:
@@ -313,6 +329,10 @@ class Runner:
                 self._submitted(job, submitted)
                 if submitted.verdict is SubmitVerdict.CREATED:
                     return True, self._clock()
+                if submitted.verdict is SubmitVerdict.LIMITED:
+                    if not await self._limited():
+                        return False, None
+                    continue
                 if submitted.verdict is not SubmitVerdict.IN_DOUBT:
                     return False, None
                 verdict = await self._slots.hold_in_doubt(job.key)
@@ -322,17 +342,32 @@ class Runner:
                 return verdict is Settlement.ADOPTED, None
             reason = "not-created"
 
+    async def _limited(self) -> bool:
+        """A create was refused for too many tasks at once: wait for a slot within the limit.
+
+        False when no slot will come free in this run (the job stays pending).
+        """
+        self._slots.refused()
+        self._writer.emit(
+            f"the account refused a create for too many tasks at once; "
+            f"now {self._slots.limit} at once."
+        )
+        await anyio.sleep(self.opt.backoff_base * (0.5 + self._rand()) / 4)  # a short pause
+        return await self._slots.requeue()
+
+    def _account_refused(self, exc: AccountError) -> None:
+        if self.result.account_error is None:
+            self.result.account_error = exc
+        balance = isinstance(exc, InsufficientBalanceError)
+        self.stop(StopReason.BALANCE if balance else StopReason.ACCOUNT)
+
     def _submitted(self, job: Job, submitted: Submitted) -> None:
         if submitted.verdict is SubmitVerdict.OVER_BUDGET:
             self.result.notes.append(f"{job.key}: not sent, the budget is used up.")
         if submitted.elsewhere is not None:
             self.result.duplicates[job.key] = submitted.elsewhere
-        exc = submitted.account_error
-        if exc is not None:
-            if self.result.account_error is None:
-                self.result.account_error = exc
-            balance = isinstance(exc, InsufficientBalanceError)
-            self.stop(StopReason.BALANCE if balance else StopReason.ACCOUNT)
+        if submitted.account_error is not None:
+            self._account_refused(submitted.account_error)
 
     async def _journal_failed(self, job: Job) -> None:
         """A failed task no longer makes its request live: say so in the account journal."""

@@ -7,6 +7,11 @@ slot), or proved never created (the slot is then used to send it again). One
 that cannot be settled in this run keeps its slot for as long as the run may
 still want to start work; when every slot is held that way, no slot will come
 free and the jobs still waiting for one are not sent (``acquire`` says so).
+
+The number of slots that may be held adapts to the account (AIMD, as TCP does):
+a create refused for too many tasks at once (``refused``) brings the limit down
+to the tasks running now (never below 1), and each task that then finishes with
+no refusal since its create raises it by one, never above ``concurrency``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 from enum import Enum
 
 import anyio
+import anyio.lowlevel
 
 __all__ = ["Settlement", "Slots"]
 
@@ -30,8 +36,14 @@ class Slots:
     """``concurrency`` slots; jobs in doubt hold theirs through ``hold_in_doubt``."""
 
     def __init__(self, concurrency: int) -> None:
-        self._sem = anyio.Semaphore(concurrency)
         self._n = concurrency
+        self._limit = concurrency  # slots that may be held now
+        self._held = 0
+        self._running = 0  # held slots whose task exists on the server
+        self._epoch = 0  # refusals so far
+        self._changed = anyio.Event()  # set (and replaced) when a slot may have come free
+        self.refusals = 0
+        self.allowed: int | None = None  # the limit set by the last refusal
         self._stuck = 0  # slots held by creates in doubt for the rest of the run
         self._full = False  # every slot is stuck: none will come free
         self._waiting: set[anyio.CancelScope] = set()
@@ -43,7 +55,12 @@ class Slots:
     @property
     def free(self) -> int:
         """Slots free now."""
-        return self._sem.value
+        return max(0, self._limit - self._held)
+
+    @property
+    def limit(self) -> int:
+        """How many slots may be held now."""
+        return self._limit
 
     @property
     def full(self) -> bool:
@@ -56,16 +73,58 @@ class Slots:
         with anyio.CancelScope() as scope:
             self._waiting.add(scope)
             try:
-                if not self._full:
-                    await self._sem.acquire()
-                    got = True
+                await anyio.lowlevel.checkpoint()
+                while not self._full:
+                    if self._held < self._limit:
+                        self._held += 1
+                        got = True
+                        break
+                    await self._changed.wait()
             finally:
                 self._waiting.discard(scope)
         return got
 
     def release(self) -> None:
         """Give a slot back."""
-        self._sem.release()
+        self._held -= 1
+        self._notify()
+
+    def running(self) -> int:
+        """A held slot's task now exists on the server; returns a mark for ``finished``."""
+        self._running += 1
+        return self._epoch
+
+    def finished(self, mark: int, *, clean: bool) -> None:
+        """The task marked ``mark`` no longer runs; ``clean``: it finished on the server.
+
+        A clean finish with no refusal since the task was created raises the limit by one.
+        """
+        self._running -= 1
+        if clean and mark == self._epoch and self._limit < self._n:
+            self._limit += 1
+            self._notify()
+
+    def refused(self) -> None:
+        """A create was refused for too many tasks at once: allow only what runs now."""
+        self.refusals += 1
+        self._epoch += 1
+        self._limit = max(1, min(self._limit, self._running))
+        self.allowed = self._limit
+
+    async def requeue(self) -> bool:
+        """Give the slot back and wait for one within the limit; False: none will come.
+
+        On False the slot is counted as held all the same, so ``release`` stays paired.
+        """
+        self.release()
+        if await self.acquire():
+            return True
+        self._held += 1
+        return False
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
     def expect(self, key: str) -> None:
         """``key``'s create is about to be sent from its slot: its verdict will come here.
@@ -119,7 +178,7 @@ class Slots:
 
     async def _stay(self) -> None:
         self._stuck += 1
-        if self._stuck >= self._n:
+        if self._stuck >= self._limit:
             self._full = True
             for scope in self._waiting:
                 scope.cancel()
@@ -127,4 +186,4 @@ class Slots:
             await self._released.wait()
         finally:
             self._stuck -= 1
-            self._full = self._stuck >= self._n
+            self._full = self._stuck >= self._limit

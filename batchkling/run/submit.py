@@ -16,6 +16,9 @@ intent on disk leaves the job in doubt for the next run.
 
 A create is retried only when the API provably did not process it
 (``TransientError``); every other failure is recorded and ends the submission.
+A create refused for too many tasks at once (``ConcurrencyLimitError``) is not
+retried here: it is ``LIMITED``, and the runner sends it again once a slot
+within the account's limit is free.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from batchkling.api.retry import retrying
 from batchkling.errors import (
     AccountError,
     ApiError,
+    ConcurrencyLimitError,
     InDoubtError,
     RefusedError,
     TaskNotFoundError,
@@ -59,6 +63,7 @@ class SubmitVerdict(Enum):
     OVER_BUDGET = "over_budget"  # not sent: the budget is used up (recorded as skipped)
     DUPLICATE = "duplicate"  # not sent: another run directory has this request live
     STOPPED = "stopped"  # not sent: the run is stopping; nothing was written
+    LIMITED = "limited"  # refused for too many tasks at once, not charged: send it later
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,9 @@ class Submitter:
                 raise InDoubtError(
                     f"create_tool_task: no answer in time ({self._opt.create_answer_timeout:g} s)."
                 )
+        except ConcurrencyLimitError as exc:
+            await self._refused(job, exc, permanent=False)
+            return Submitted(SubmitVerdict.LIMITED)
         except TransientError as exc:
             await self._refused(job, exc, permanent=False)
             raise

@@ -38,6 +38,7 @@ class RunWriter:
         self._budget = budget
         self._progress = progress
         self._counts: Counter[str] = Counter()
+        self.limit: Callable[[], int] | None = None  # the creates allowed in flight now
         self.refresh(emit=False)
 
     @property
@@ -94,5 +95,6 @@ class RunWriter:
                     credits_committed=self.state.credits_committed,
                     budget=self._budget,
                     message=message,
+                    limit=None if self.limit is None else self.limit(),
                 )
             )
