@@ -274,12 +274,16 @@ class Ledger:
             raise LedgerError(
                 f"cannot create the run directory {run_dir}: {exc.strerror}."
             ) from None
-        ledger._lock()
         try:
-            ledger._load()
-        except BaseException:
-            ledger.close()
-            raise
+            ledger._lock()
+            try:
+                ledger._load()
+            except BaseException:
+                ledger.close()
+                raise
+        except OSError as exc:
+            # A read-only or full run directory, before anything was sent.
+            raise _write_error(ledger.path, exc, "opening") from None
         return ledger
 
     def _lock(self) -> None:

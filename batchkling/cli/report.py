@@ -23,7 +23,7 @@ from batchkling.cli._manifest_args import (
     parse_budget,
 )
 from batchkling.cli._options import add_run_dir_option, existing_ledger, warn_torn_tail
-from batchkling.errors import BatchklingError, UsageError
+from batchkling.errors import BatchklingError, RunDirWriteError, UsageError
 from batchkling.ledger import LEDGER_NAME, LOCK_NAME, read_ledger
 from batchkling.manifest.load import load_manifest
 from batchkling.model import Manifest
@@ -247,6 +247,12 @@ def _write(report: Report, fmt: str, output: str | None, run_dir: Path, io: IO) 
     target = target.absolute()
     # A report opened in a browser while it is rewritten is never seen half-written;
     # it is for sharing, so readable by all whatever the umask.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, _render(report, fmt, target.parent), mode=0o644)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, _render(report, fmt, target.parent), mode=0o644)
+    except OSError as exc:
+        raise RunDirWriteError(
+            f"the report could not be written to {target} ({exc.strerror}).",
+            hint="Write it elsewhere with -o PATH, or print it with -o -.",
+        ) from None
     print(target, file=io.out)
