@@ -39,7 +39,13 @@ import httpx
 
 from batchkling.api import answers, failures
 from batchkling.api.key import redact, redact_exception
-from batchkling.errors import BatchklingError, InDoubtError, RefusedError, TransientError
+from batchkling.errors import (
+    BatchklingError,
+    ConcurrencyLimitError,
+    InDoubtError,
+    RefusedError,
+    TransientError,
+)
 from batchkling.model import USAGE_TASK_TYPE
 
 if TYPE_CHECKING:
@@ -234,8 +240,14 @@ class SjinnClient:
         try:
             answer = failures.unwrap(resp, endpoint.name, endpoint.table)
         except (TransientError, InDoubtError) as exc:
-            # The server answered that it is overloaded or failing: everyone waits.
-            if self.gate is not None and exc.overloaded:
+            # The server answered that it is overloaded or failing: everyone waits. A
+            # refusal for too many tasks generating is not about the pace of requests:
+            # the runner lowers its concurrency instead, and polls go on.
+            if (
+                self.gate is not None
+                and exc.overloaded
+                and not isinstance(exc, ConcurrencyLimitError)
+            ):
                 self.gate.pushed_back(exc.retry_after)
             raise
         if self.gate is not None:

@@ -434,8 +434,10 @@ async def test_a_404_is_a_refusal_for_a_create_and_an_unknown_task_for_a_query()
         pytest.param((429, {}), None, True, id="429"),
         pytest.param((503, ""), {"Retry-After": "1"}, True, id="503 with Retry-After"),
         pytest.param((502, ""), None, True, id="502"),
-        pytest.param(failure(102, "limit"), None, True, id="unknown code"),
-        pytest.param(failure(1303, "parallel"), None, True, id="concurrency"),
+        # A refusal for too many tasks at once is about concurrency, not the pace of
+        # requests: the runner lowers its limit, and polls are not held back.
+        pytest.param(failure(102, "limit"), None, False, id="unknown code"),
+        pytest.param(failure(1303, "parallel"), None, False, id="concurrency"),
         pytest.param((401, {}), None, False, id="401"),
         pytest.param(failure(400, "bad"), None, False, id="error 400"),
         pytest.param(failure(100, "low"), None, False, id="error 100"),
