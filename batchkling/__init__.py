@@ -8,10 +8,11 @@ local append-only ledger. The library in four names::
     result = await batchkling.run_manifest(manifest, run_dir, client=client)
     batchkling.Ledger.open(run_dir)                       # what happened, step by step
 
-Every error is a ``batchkling.BatchklingError``. The names are imported when
-first used, so ``import batchkling`` loads neither the HTTP stack nor anyio;
-``__version__`` too, so that starting the command costs next to nothing before
-it can catch a Ctrl-C.
+Every error is a ``batchkling.BatchklingError``; the error tree loads with the
+package (it imports nothing else). The other names are imported when first used,
+so ``import batchkling`` loads neither the HTTP stack nor anyio; ``__version__``
+too, so that starting the command costs next to nothing before it can catch a
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,28 +20,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The error tree is cheap to load (it imports nothing of the HTTP stack) and is the
+# library's as much as errors.py's: one list of its names, errors.__all__.
+from batchkling import errors as _errors
+from batchkling.errors import *  # noqa: F403
+
 if TYPE_CHECKING:
     __version__: str
     from batchkling.cost import plan
-    from batchkling.errors import (
-        AccountError,
-        ApiError,
-        AuthError,
-        BatchklingError,
-        BudgetError,
-        ConcurrencyLimitError,
-        InDoubtError,
-        InsufficientBalanceError,
-        LedgerError,
-        LockedError,
-        ManifestError,
-        MembershipError,
-        PreflightError,
-        RefusedError,
-        TaskNotFoundError,
-        TransientError,
-        UsageError,
-    )
     from batchkling.ledger import Ledger
     from batchkling.manifest.load import load_manifest
     from batchkling.run.session import run_manifest
@@ -51,54 +38,10 @@ _HOMES = {
     "plan": "batchkling.cost",
     "run_manifest": "batchkling.run.session",
     "Ledger": "batchkling.ledger",
-    **dict.fromkeys(
-        (
-            "AccountError",
-            "ApiError",
-            "AuthError",
-            "BatchklingError",
-            "BudgetError",
-            "ConcurrencyLimitError",
-            "InDoubtError",
-            "InsufficientBalanceError",
-            "LedgerError",
-            "LockedError",
-            "ManifestError",
-            "MembershipError",
-            "PreflightError",
-            "RefusedError",
-            "TaskNotFoundError",
-            "TransientError",
-            "UsageError",
-        ),
-        "batchkling.errors",
-    ),
 }
 
-__all__ = [
-    "AccountError",
-    "ApiError",
-    "AuthError",
-    "BatchklingError",
-    "BudgetError",
-    "ConcurrencyLimitError",
-    "InDoubtError",
-    "InsufficientBalanceError",
-    "Ledger",
-    "LedgerError",
-    "LockedError",
-    "ManifestError",
-    "MembershipError",
-    "PreflightError",
-    "RefusedError",
-    "TaskNotFoundError",
-    "TransientError",
-    "UsageError",
-    "__version__",
-    "load_manifest",
-    "plan",
-    "run_manifest",
-]
+__all__ = ["Ledger", "__version__", "load_manifest", "plan", "run_manifest"]
+__all__ += _errors.__all__
 
 
 def _version() -> str:
