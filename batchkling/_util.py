@@ -4,7 +4,11 @@ Imports nothing of batchkling, so that any module (the emulator included) may us
 
 - ``whole_number``: a number as an ``int`` when it is whole (``5.0`` is sent and
   shown as ``5``), else unchanged.
-- ``thousands``: a number grouped by thousands, whole numbers without ``.0``.
+- ``thousands``: a number grouped by thousands, whole numbers without ``.0``: the
+  one way every command, report and the live display write a number of credits.
+- ``of_budget``: credits against a budget, ``12,000 / 60,000``.
+- ``plural``: a count and its noun, ``1 API call``, ``3 API calls``; never ``job(s)``.
+- ``span``: a length of time as a person reads it, ``45 s``, ``4 min 12 s``, ``2 h 5 min``.
 - ``write_atomic``: replace a file so that a reader sees the old content or the
   new, never a part of either.
 - ``collector_paused``: the cyclic garbage collector paused while many acyclic
@@ -26,7 +30,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["collector_paused", "thousands", "whole_number", "write_atomic"]
+__all__ = [
+    "collector_paused",
+    "of_budget",
+    "plural",
+    "span",
+    "thousands",
+    "whole_number",
+    "write_atomic",
+]
 
 
 def whole_number(value: float) -> int | float:
@@ -40,6 +52,31 @@ def thousands(value: float, *, sep: str = ",") -> str:
     """``value`` grouped by thousands with ``sep`` (``1,200``, ``1,200.5``), never ``1,200.0``."""
     text = f"{whole_number(value):,}"
     return text if sep == "," else text.replace(",", sep)
+
+
+def of_budget(value: float, budget: float | None) -> str:
+    """``12,000 / 60,000``; ``12,000`` when there is no budget."""
+    return thousands(value) if budget is None else f"{thousands(value)} / {thousands(budget)}"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 job``, ``2 jobs``, ``1,200 jobs``; ``nouns`` for a plural not made with ``s``."""
+    many = nouns if nouns is not None else noun + "s"
+    return f"{thousands(count)} {noun if count == 1 else many}"
+
+
+def span(seconds: float) -> str:
+    """``0.4 s``, ``45 s``, ``4 min 12 s``, ``2 h 5 min``: whole units past a minute."""
+    if seconds < 10:
+        return f"{max(0.0, seconds):.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:

@@ -145,3 +145,29 @@ def test_collector_paused_restores_the_previous_state() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_of_budget_writes_both_numbers_one_way() -> None:
+    from batchkling._util import of_budget
+
+    assert of_budget(12000, 60000) == "12,000 / 60,000"
+    assert of_budget(1_000_000_000, None) == "1,000,000,000"
+
+
+def test_plural_says_one_and_many() -> None:
+    from batchkling._util import plural
+
+    assert plural(1, "API call") == "1 API call"
+    assert plural(0, "job") == "0 jobs"
+    assert plural(1200, "job") == "1,200 jobs"
+    assert plural(2, "is", "are") == "2 are"
+
+
+def test_span_reads_as_a_person_says_it() -> None:
+    from batchkling._util import span
+
+    assert span(0.44) == "0.4 s"
+    assert span(45.2) == "45 s"
+    assert span(252) == "4 min 12 s"
+    assert span(120) == "2 min"
+    assert span(7500) == "2 h 5 min"

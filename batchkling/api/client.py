@@ -248,7 +248,7 @@ class SjinnClient:
                 and exc.overloaded
                 and not isinstance(exc, ConcurrencyLimitError)
             ):
-                self.gate.pushed_back(exc.retry_after)
+                self.gate.pushed_back(exc.retry_after, exc.status_code)
             raise
         if self.gate is not None:
             self.gate.succeeded()

@@ -39,6 +39,11 @@ class RequestGate:
         self._cap = breaker_cap
         self.calls = 0
         self.pauses = 0
+        # What the run's summary and live display tell: answers that pushed back by
+        # kind, and how long requests were held back for them in all.
+        self.answers_429 = 0
+        self.answers_5xx = 0
+        self.paused_seconds = 0.0
 
     async def wait(self) -> None:
         """Return when the next API request may be sent; counts it."""
@@ -57,9 +62,17 @@ class RequestGate:
     def succeeded(self) -> None:
         self._failures = 0
 
-    def pushed_back(self, retry_after: float | None) -> None:
+    def paused_for(self) -> float:
+        """Seconds left of the shared pause (0 when requests may go)."""
+        return max(0.0, self._paused_until - self._clock())
+
+    def pushed_back(self, retry_after: float | None, status: int | None = None) -> None:
         """The server answered 429 or 5xx; ``retry_after`` is its Retry-After, if any."""
         self._failures += 1
+        if status == 429:
+            self.answers_429 += 1
+        elif status is not None and status >= 500:
+            self.answers_5xx += 1
         now = self._clock()
         pause = 0.0
         if retry_after is not None:
@@ -68,6 +81,8 @@ class RequestGate:
             step = min(self._cap, 2.0 ** (self._failures - self._threshold))
             pause = step / 2 + self._rand() * step / 2
         if pause > 0 and now + pause > self._paused_until:
+            # Only the part not already covered by a pause under way adds to the total.
+            self.paused_seconds += now + pause - max(now, self._paused_until)
             self._paused_until = now + pause
             self._pacer.push_back(self._paused_until)
             self.pauses += 1

@@ -158,15 +158,21 @@ def _record_refusal(ledger: Ledger, client: SjinnClient, exc: BatchklingError) -
         )
 
 
-def exit_status(result: RunResult, *, no_download: bool) -> int:
-    """The exit status of a finished run: 0 when every job is where it should be."""
+def exit_status(result: RunResult, *, no_download: bool, no_wait: bool = False) -> int:
+    """The exit status of a finished run: 0 when every job is where it should be.
+
+    With ``no_wait`` a job is where it should be once it was sent and has not
+    failed: the run submitted everything it could, and a later run collects.
+    """
     if result.interrupted and result.account_error is None:
         return EXIT_INTERRUPTED
     if result.account_error is not None and not result.interrupted:
         return result.account_error.exit_code
     fine = {JobState.DONE, JobState.SKIPPED}
-    if no_download:
+    if no_download or no_wait:
         fine.add(JobState.COMPLETED)
+    if no_wait:
+        fine.add(JobState.RUNNING)
     if all(state in fine for state in result.states.values()):
         return EXIT_OK
     return EXIT_INCOMPLETE
@@ -183,7 +189,7 @@ def _finish(
 ) -> None:
     """Complete the result with what the run ended with, and record ``run_ended``."""
     result.states = {job.key: ledger.state.state_of(job.key) for job in manifest.jobs}
-    result.exit_status = exit_status(result, no_download=opt.no_download)
+    result.exit_status = exit_status(result, no_download=opt.no_download, no_wait=opt.no_wait)
     result.api_calls = _api_calls(client)
     result.elapsed = time.monotonic() - since
     ledger.append_sync(

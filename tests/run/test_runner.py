@@ -262,7 +262,7 @@ def test_torn_last_line_is_cut_and_run_goes_on(
     """A torn last ledger line is warned about, cut off, and the run resumes."""
     emu = live_emulator_factory()
     manifest = write_manifest(tmp_path, emu.base_url, 2)
-    assert run(manifest, emu, "--no-wait").code == 1
+    assert run(manifest, emu, "--no-wait").code == 0
     ledger = tmp_path / "board.run" / LEDGER_NAME
     with open(ledger, "a") as fh:
         fh.write('{"ts": "2026-11-24T00:00:00Z", "event": "crea')
@@ -324,11 +324,27 @@ def test_emulator_restart_mid_run(tmp_path: Path, live_emulator_factory: Factory
     state = tmp_path / "emu-state.json"
     emu = live_emulator_factory(state_file=str(state), gen_seconds=(0.5, 0.8))
     manifest = write_manifest(tmp_path, emu.base_url, 3)
-    assert run(manifest, emu, "--no-wait").code == 1
+    assert run(manifest, emu, "--no-wait").code == 0
     emu.restart()
     res = run(manifest, emu)
     assert res.code == 0, res.out + res.err
     assert emu.stats()["tasks_created"] == 3
+
+
+def test_no_wait_exits_0_when_all_was_sent_and_1_when_a_create_failed(
+    tmp_path: Path, live_emulator_factory: Factory
+) -> None:
+    """--no-wait submitted everything and nothing failed: 0; a create in doubt: 1."""
+    emu = live_emulator_factory(gen_seconds=(5.0, 6.0))
+    manifest = write_manifest(tmp_path, emu.base_url, 2)
+    res = run(manifest, emu, "--no-wait")
+    assert res.code == 0, res.out + res.err
+    assert status_json(manifest)["counts"]["running"] == 2
+    emu.set_config(lost_response_rate=1.0)
+    other = write_manifest(tmp_path, emu.base_url, 1, name="other", prompt="other {i}")
+    res = run(other, emu, "--no-wait", "--no-reconcile")
+    assert res.code == 1, res.out + res.err
+    assert status_json(other)["counts"]["in_doubt"] == 1
 
 
 def test_no_download_stops_at_completed(tmp_path: Path, live_emulator_factory: Factory) -> None:
