@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from batchkling._time import now_rfc3339
-from batchkling._util import write_atomic
 from batchkling.cli._io import IO
 from batchkling.cli._manifest_args import (
     add_shot_overrides,
@@ -23,28 +21,19 @@ from batchkling.cli._manifest_args import (
     parse_budget,
 )
 from batchkling.cli._options import add_run_dir_option, existing_ledger, warn_torn_tail
-from batchkling.errors import BatchklingError, RunDirWriteError, UsageError
+from batchkling.errors import BatchklingError, UsageError
 from batchkling.ledger import LEDGER_NAME, LOCK_NAME, read_ledger
 from batchkling.manifest.load import load_manifest
 from batchkling.model import Manifest
-from batchkling.preflight.image_fetch import CACHE_FILE, local_copy_path
-from batchkling.preflight.image_rules import distinct_urls
+from batchkling.preflight.image_fetch import CACHE_FILE
 from batchkling.report.build import (
     FORMATS,
     Report,
-    build_report,
-    last_budget,
-    render_csv,
-    render_json,
 )
+from batchkling.report.publish import assemble_report, recorded_sha, render_report, write_report
 from batchkling.report.rows import (
     default_run_dir,
-    earlier_videos,
-    intact_videos,
-    job_rows,
-    posters,
 )
-from batchkling.report.storyboard import render_html
 from batchkling.state import fold
 from batchkling.video.rules import VIDEOS_DIR, looks_like_video
 
@@ -99,14 +88,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_report, strict=False)
 
 
-def _recorded_sha(events: Sequence[Mapping[str, Any]]) -> str | None:
-    """The sha256 of the manifest the latest run was started with."""
-    for ev in reversed(events):
-        if ev.get("event") in ("run_started", "header") and ev.get("manifest_sha256"):
-            return str(ev["manifest_sha256"])
-    return None
-
-
 def _manifest_of_header(header: Mapping[str, Any] | None, io: IO) -> Manifest | None:
     """The manifest the ledger was made for, when it can still be read; else a warning."""
     path = header.get("manifest") if header is not None else None
@@ -121,36 +102,6 @@ def _manifest_of_header(header: Mapping[str, Any] | None, io: IO) -> Manifest | 
             file=io.err,
         )
         return None
-
-
-def _budget(
-    option: int | None, events: Sequence[Mapping[str, Any]], manifest: Manifest | None
-) -> int | None:
-    """--budget, else the budget the last run was held to, else the manifest's."""
-    if option is not None:
-        return option
-    recorded = last_budget(events)
-    if recorded is not None:
-        return recorded
-    return manifest.budget if manifest is not None else None
-
-
-def _image_copies(manifest: Manifest, run_dir: Path) -> dict[str, str]:
-    """Each image URL of the manifest that pre-flight kept a copy of -> the copy's path."""
-    copies: dict[str, str] = {}
-    for url in distinct_urls(manifest.shots):
-        copy = local_copy_path(run_dir, url)
-        if copy is not None:
-            copies[url] = str(copy.absolute())
-    return copies
-
-
-def _render(report: Report, fmt: str, base_dir: Path) -> str:
-    if fmt == "csv":
-        return render_csv(report)
-    if fmt == "json":
-        return render_json(report)
-    return render_html(report, base_dir=str(base_dir))
 
 
 def cmd_report(args: argparse.Namespace, io: IO) -> int:
@@ -169,7 +120,7 @@ def cmd_report(args: argparse.Namespace, io: IO) -> int:
     st = fold(read.events)
     if manifest is None:
         manifest = _manifest_of_header(st.header, io)
-    recorded = _recorded_sha(read.events)
+    recorded = recorded_sha(read.events)
     if manifest is not None and recorded is not None and recorded != manifest.sha256:
         print(
             f"batchkling: warning: {manifest.path} changed since the last run; "
@@ -177,25 +128,7 @@ def cmd_report(args: argparse.Namespace, io: IO) -> int:
             file=io.err,
         )
 
-    title = run_dir.name
-    if manifest is not None:
-        title = manifest.name or Path(manifest.path).stem
-    videos = intact_videos(run_dir, st)
-    report = build_report(
-        job_rows(manifest.jobs if manifest else None, st, run_dir),
-        st,
-        events=read.events,
-        title=title,
-        generated=now_rfc3339(),
-        run_dir=str(run_dir),
-        budget=_budget(args.budget, read.events, manifest),
-        manifest_path=str(Path(manifest.path).absolute()) if manifest else None,
-        manifest_sha256=manifest.sha256 if manifest else None,
-        image_copies=_image_copies(manifest, run_dir) if manifest else {},
-        videos=videos,
-        posters=posters(run_dir, st, videos),
-        earlier_videos=earlier_videos(run_dir, st),
-    )
+    report = assemble_report(run_dir, manifest, read.events, st, budget=args.budget)
     _write(report, args.format, args.output, run_dir, io)
     return 0
 
@@ -241,18 +174,7 @@ def _refuse_protected(output: str | None, run_dir: Path) -> None:
 def _write(report: Report, fmt: str, output: str | None, run_dir: Path, io: IO) -> None:
     """Print the report (``-o -``), or write it and print where."""
     if output == "-":
-        io.out.write(_render(report, fmt, Path.cwd()))
+        io.out.write(render_report(report, fmt, Path.cwd()))
         return
     target = Path(output) if output else run_dir / f"report.{fmt}"
-    target = target.absolute()
-    # A report opened in a browser while it is rewritten is never seen half-written;
-    # it is for sharing, so readable by all whatever the umask.
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, _render(report, fmt, target.parent), mode=0o644)
-    except OSError as exc:
-        raise RunDirWriteError(
-            f"the report could not be written to {target} ({exc.strerror}).",
-            hint="Write it elsewhere with -o PATH, or print it with -o -.",
-        ) from None
-    print(target, file=io.out)
+    print(write_report(report, fmt, target), file=io.out)
