@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import dataclasses
 import hashlib
 import io
 import json
@@ -18,21 +17,18 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from batchkling._util import span
 from batchkling.cli import main
 from batchkling.ledger import LEDGER_NAME, Ledger, read_ledger
+from batchkling.manifest.rules import SHOT_FIELDS
 from batchkling.manifest.schemas import load_schema, validator_for
 from batchkling.model import Job, JobState, Manifest, Shot
 from batchkling.preflight.image_rules import copy_name
-from batchkling.report.build import (
-    CSV_COLUMNS,
-    build_report,
-    last_budget,
-    neutralise_cell,
-    report_json,
-    run_spans,
-)
+from batchkling.report.build import build_report, last_budget, run_spans
+from batchkling.report.digest import digest_of
+from batchkling.report.formats import CSV_COLUMNS, neutralise_cell, report_json
 from batchkling.report.rows import job_rows
-from batchkling.report.storyboard import file_href, format_seconds, render_html, web_url
+from batchkling.report.storyboard import file_href, render_html, web_url
 from batchkling.state import fold
 from tests.report_fixtures import (
     EVIL_ERROR,
@@ -123,25 +119,42 @@ def _parse(page: str) -> _Tags:
 
 def test_run_spans_measure_a_killed_run_to_its_last_event() -> None:
     """A run without run_ended lasts until the last event before the next run started."""
-    runs: list[dict[str, Any]] = [
-        {"started": "2026-01-01T00:00:00Z", "ended": None, "api_calls": 0, "exit_status": None},
-        {
-            "started": "2026-01-01T01:00:00Z",
-            "ended": "2026-01-01T01:00:30Z",
-            "api_calls": 7,
-            "exit_status": 0,
-        },
-        {"started": "2026-01-01T02:00:00Z", "ended": None, "api_calls": 0, "exit_status": None},
-    ]
-    times = [
-        "2026-01-01T00:00:00Z", "2026-01-01T00:00:12.5Z", "2026-01-01T01:00:00Z",
-        "2026-01-01T01:00:30Z", "2026-01-01T02:00:00Z", "2026-01-01T02:00:04Z",
+    events: list[dict[str, Any]] = [
+        {"ts": "2026-01-01T00:00:00Z", "event": "run_started", "job": None},
+        {"ts": "2026-01-01T00:00:12.5Z", "event": "intent", "job": "a", "credits": 1,
+         "fingerprint": "f"},
+        {"ts": "2026-01-01T01:00:00Z", "event": "run_started", "job": None},
+        {"ts": "2026-01-01T01:00:30Z", "event": "run_ended", "job": None, "exit_status": 0,
+         "api_calls": 7},
+        {"ts": "2026-01-01T02:00:00Z", "event": "run_started", "job": None},
+        {"ts": "2026-01-01T02:00:04Z", "event": "created", "job": "a", "task_id": "t"},
     ]  # fmt: skip
-    spans = run_spans(runs, times)
+    spans = run_spans(fold(events).runs, digest_of(events).run_lasts)
     assert [s.seconds for s in spans] == [12.5, 30.0, 4.0]
     assert [s.interrupted for s in spans] == [True, False, True]
     assert [s.api_calls for s in spans] == [None, 7, None]
     assert spans[0].until == "2026-01-01T00:00:12.5Z"
+
+
+def test_a_run_that_exited_130_is_interrupted() -> None:
+    """Exit status 130 (Ctrl-C) counts as interrupted, like a run with no run_ended."""
+    events: list[dict[str, Any]] = [
+        {"ts": "2026-01-01T00:00:00Z", "event": "run_started", "job": None},
+        {"ts": "2026-01-01T00:00:09Z", "event": "run_ended", "job": None, "exit_status": 130,
+         "api_calls": 3},
+        {"ts": "2026-01-01T01:00:00Z", "event": "run_started", "job": None},
+        {"ts": "2026-01-01T01:00:05Z", "event": "run_ended", "job": None, "exit_status": 1,
+         "api_calls": 2},
+    ]  # fmt: skip
+    st = fold(events)
+    report = build_report([], st, digest=digest_of(events), title="t", generated="g", run_dir="/r")
+    assert [s.interrupted for s in report.runs] == [True, False]
+    assert report.totals.interrupted_runs == 1
+    assert report.totals.wall_seconds == 14.0
+    doc = report_json(report)
+    assert [r["interrupted"] for r in doc["runs"]] == [True, False]
+    page = render_html(report, base_dir="/r")
+    assert "2 runs, 1 interrupted" in page and "130, interrupted" in page
 
 
 def test_last_budget_is_the_latest_run_started_budget() -> None:
@@ -188,11 +201,11 @@ def test_file_href_is_relative_and_percent_encoded() -> None:
     assert file_href("/r/run/videos/a b.mp4", "/r/out/sub") == "../../run/videos/a%20b.mp4"
 
 
-def test_format_seconds() -> None:
-    """Wall times read as seconds, minutes or hours."""
-    assert format_seconds(4.25) == "4.2 s"
-    assert format_seconds(96) == "1 min 36 s"
-    assert format_seconds(7322) == "2 h 02 min"
+def test_wall_times_are_written_as_spans(run: RunDir) -> None:
+    """Wall times read as seconds, minutes or hours, the one way every command writes them."""
+    report = build_report([], fold([]), title="t", generated="g", run_dir="/r")
+    assert f'id="total-wall">{span(0)} ' in render_html(report, base_dir="/r")
+    assert f'id="total-wall">{span(96)} ' in _html(run)
 
 
 # -- a run in every state ---------------------------------------------------
@@ -230,9 +243,7 @@ def test_json_report_matches_its_schema(run: RunDir) -> None:
     errors = [e.message for e in validator_for("report.schema.json").iter_errors(doc)]
     assert errors == []
     no_manifest = report_json(
-        build_report(
-            [], fold([]), events=[], title="t", generated="2026-01-01T00:00:00Z", run_dir="/r"
-        )
+        build_report([], fold([]), title="t", generated="2026-01-01T00:00:00Z", run_dir="/r")
     )
     assert no_manifest["manifest"] is None
     assert not list(validator_for("report.schema.json").iter_errors(no_manifest))
@@ -266,7 +277,8 @@ def test_csv_has_every_manifest_field_and_neutralises_formulas(run: RunDir) -> N
     assert status == 0, err
     table = list(csv.DictReader(io.StringIO(out, newline="")))
     assert [r["job"] for r in table] == [j.key for j in run.manifest.jobs]
-    shot_fields = {f.name for f in dataclasses.fields(Shot)} - {"id"}
+    # Every field a manifest's shot may hold (the shot schema's); the id is the "shot" column.
+    shot_fields = set(SHOT_FIELDS) - {"id"}
     assert shot_fields <= set(table[0])
     rows = {r["job"]: r for r in table}
     assert rows["waiting"]["prompt"] == "'" + FORMULA_PROMPT
@@ -301,7 +313,7 @@ def test_html_escapes_every_value_from_the_manifest_and_the_api(run: RunDir) -> 
         "dl", "div", "dt", "dd", "small", "span", "meter", "ul", "li", "button", "label",
         "select", "option", "details", "summary", "table", "tr", "th", "td", "main",
         "section", "figure", "a", "img", "figcaption", "article", "strong", "video", "code",
-        "pre", "script",
+        "pre", "script", "input",
     }  # fmt: skip
     # The escaped values reach the page as their own text.
     cards = {a["data-job"]: a for a in parsed.find("article")}
@@ -328,7 +340,7 @@ def test_html_header_shows_totals(run: RunDir) -> None:
     """Name, counts, credits against the budget, wall time and API calls are in the header."""
     page = _html(run)
     assert "<h1>every-state</h1>" in page
-    assert re.search(r'id="total-credits"><span>6\u202f800 of 7\u202f500</span>', page)
+    assert re.search(r'id="total-credits"><span>6,800 / 7,500</span>', page)
     assert "1 min 36 s" in page and "2 runs, 1 interrupted" in page
     assert 'id="total-calls">40<' in page
     for state, n in (("done", 2), ("in_doubt", 1), ("skipped", 1)):
@@ -384,7 +396,7 @@ def test_unsafe_image_urls_are_neither_linked_nor_loaded(tmp_path: Path) -> None
     manifest = Manifest(path=str(tmp_path / "m.yaml"), sha256="0" * 64, shots=(shot,))
     st = fold([])
     report = build_report(
-        job_rows(manifest.jobs, st, tmp_path), st, events=[], title="t", generated="g",
+        job_rows(manifest.jobs, st, tmp_path), st, title="t", generated="g",
         run_dir=str(tmp_path),
     )  # fmt: skip
     page = render_html(report, base_dir=str(tmp_path))
@@ -479,7 +491,7 @@ def test_a_job_the_manifest_no_longer_has_gets_its_own_card(run: RunDir) -> None
     st = fold(read_ledger(run.run_dir / LEDGER_NAME).events)
     jobs: tuple[Job, ...] = tuple(j for j in run.manifest.jobs if j.key != "inject")
     rows = job_rows(jobs, st, run.run_dir)
-    report = build_report(rows, st, events=[], title="t", generated="g", run_dir=str(run.run_dir))
+    report = build_report(rows, st, title="t", generated="g", run_dir=str(run.run_dir))
     page = render_html(report, base_dir=str(run.run_dir))
     parsed = _parse(page)
     order = [a["data-job"] for a in parsed.find("article")]
@@ -489,12 +501,20 @@ def test_a_job_the_manifest_no_longer_has_gets_its_own_card(run: RunDir) -> None
 
 
 def test_report_of_a_manifest_never_run_lists_every_job_pending(tmp_path: Path) -> None:
-    """Before any run, the storyboard shows every job pending, written where runs will go."""
+    """Before any run, report MANIFEST is exit 2 naming where it looked; once a run directory
+    exists that sent nothing, the storyboard shows every job pending, written there."""
     manifest = tmp_path / "fresh.yaml"
     manifest.write_text(
         "version: 1\nshots:\n  - id: a\n    prompt: p\n    image: https://i.invalid/a.png\n",
         encoding="utf-8",
     )
+    status, out, err = _cli("report", str(manifest))
+    assert status == 2 and "no run of" in err and not (tmp_path / "fresh.run").exists()
+    sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    with Ledger.open(tmp_path / "fresh.run") as led:
+        led.append_sync(
+            "header", None, version="0", format=1, manifest=str(manifest), manifest_sha256=sha
+        )
     status, out, err = _cli("report", str(manifest))
     assert status == 0, err
     written = Path(out.strip())
@@ -505,7 +525,6 @@ def test_report_of_a_manifest_never_run_lists_every_job_pending(tmp_path: Path) 
     assert {a["data-job"]: a["data-state"] for a in _parse(page).find("article")} == {
         "a": "pending"
     }
-    assert not (tmp_path / "fresh.run" / LEDGER_NAME).exists()
 
 
 def test_a_manifest_changed_since_the_run_is_flagged(run: RunDir) -> None:

@@ -13,6 +13,7 @@ from batchkling.emulator.clips import clip
 from batchkling.ledger import Ledger, read_ledger
 from batchkling.model import JobState
 from batchkling.report.build import video_warnings
+from batchkling.report.digest import digest_of
 from batchkling.report.rows import earlier_videos, job_rows, posters
 from batchkling.state import fold
 from tests.report_fixtures import RunDir, every_state_run
@@ -132,7 +133,7 @@ def test_video_warnings_compare_the_recorded_length_with_the_ask(tmp_path: Path)
             )
     events = read_ledger(run_dir / "ledger.jsonl").events
     rows = job_rows(None, fold(events), run_dir)
-    assert video_warnings(rows, events) == {
+    assert video_warnings(rows, digest_of(events).lengths) == {
         "short": "short: the video is 3.0 s long where 5 s were asked; it is kept, as it was "
         "paid for."
     }
