@@ -151,6 +151,7 @@ class Downloader:
         self._min_rate = min_rate
         self._broken: RunDirWriteError | None = None
         self._provenance = _Provenance(run_dir)
+        self.active = 0  # downloads under way now, for the live display
 
     async def fetch(
         self, job_key: str, task_id: str, urls: Sequence[str], *, duration: float | None = None
@@ -172,6 +173,7 @@ class Downloader:
             raise self._broken
         dest = video_path(self._run_dir, job_key)
         part = dest.with_name(dest.name + ".part")
+        self.active += 1
         try:
             with self._writing():
                 await anyio.to_thread.run_sync(
@@ -179,6 +181,7 @@ class Downloader:
                 )
             return await self._attempts(job_key, task_id, list(urls), part, duration)
         finally:
+            self.active -= 1
             with contextlib.suppress(OSError):
                 part.unlink(missing_ok=True)
 

@@ -24,6 +24,7 @@ from enum import Enum
 
 import anyio
 
+from batchkling._time import parse_rfc3339, utc_now
 from batchkling.api.answers import TaskStatus
 from batchkling.api.client import SjinnClient
 from batchkling.errors import AccountError, InDoubtError, TaskNotFoundError, TransientError
@@ -88,6 +89,7 @@ class _Watch:
     seen: object = None  # the last status answered
     changed: float = 0.0  # when the status last changed (or following began)
     stalled: bool = False
+    born: float = 0.0  # when the ledger says the task was created (clock time), for the ETA
 
 
 class Follower:
@@ -108,6 +110,11 @@ class Follower:
         self._planner = PollPlanner(options.poll_min, options.poll_max)
         self._slowest: dict[tuple[str, float], float] = {}  # class -> slowest finish seen
         self.stats = PollStats()
+        # For the ETA: how long each task this run created took (only those: a task
+        # created earlier may have finished long before it was polled), and the
+        # tasks followed now, by job.
+        self.generated: list[tuple[tuple[str, float], float]] = []
+        self._watching: dict[str, _Watch] = {}
 
     async def follow(self, job: Job, *, created_at: float | None = None) -> Followed:
         """Poll ``job``'s task until it finishes; ``created_at``: created by this run then."""
@@ -119,11 +126,29 @@ class Follower:
         klass = (job.shot.model_mode, float(math.ceil(job.shot.duration)))
         watch = _Watch(job, task_id, klass, start, created, created_at is not None, created)
         watch.changed = created
+        watch.born = created if created_at is not None else self._born(job, start)
         self._planner.started(klass, job.key, created)
+        self._watching[job.key] = watch
         try:
             return await self._poll_until_done(watch)
         finally:
+            self._watching.pop(job.key, None)
             self._planner.stopped(klass, job.key)
+
+    def ages(self, now: float) -> list[tuple[tuple[str, float], float]]:
+        """``(class, seconds since created)`` of each task followed now."""
+        return [(w.klass, now - w.born) for w in self._watching.values()]
+
+    def _born(self, job: Job, start: float) -> float:
+        """When a task created before this run began was created, from the ledger's time."""
+        ts = self._writer.state.record(job.key).created_ts
+        if ts is None:
+            return start
+        try:
+            age = (utc_now() - parse_rfc3339(ts)).total_seconds()
+        except ValueError:
+            return start
+        return start - max(0.0, age)
 
     async def _poll_until_done(self, w: _Watch) -> Followed:
         while True:
@@ -229,6 +254,8 @@ class Follower:
         took = (w.last_running + noticed) / 2 - w.created
         self._planner.observe(w.klass, took)
         self._slowest[w.klass] = max(self._slowest.get(w.klass, 0.0), took)
+        if w.fresh:
+            self.generated.append((w.klass, took))
         await self._writer.note(
             "completed",
             w.job.key,

@@ -36,6 +36,7 @@ from batchkling.ledger import Ledger
 from batchkling.model import Job
 from batchkling.run.download import Downloader, DownloadFailure
 from batchkling.run.follow import Follower, FollowVerdict
+from batchkling.run.live import LiveView, heartbeat, kind_of
 from batchkling.run.options import (
     DEFAULT_POLL_MAX,
     DEFAULT_POLL_MIN,
@@ -99,7 +100,9 @@ class Runner:
         self._rand = rand
         self._journal = journal
         self._by_key = {job.key: job for job in self.jobs}
-        self._writer = RunWriter(ledger, self.jobs, budget=selection.budget, progress=progress)
+        self._writer = RunWriter(
+            ledger, self.jobs, budget=selection.budget, progress=progress, clock=clock
+        )
         self._submitter = Submitter(
             writer=self._writer,
             client=client,
@@ -128,8 +131,27 @@ class Runner:
         self._scope: anyio.CancelScope | None = None
         self._active = 0  # job and download tasks still going
         self._feeding = True
+        self._settling = self._settler is not None
+        self._over: anyio.Event | None = None  # set once the work is over (see ``_check_over``)
+        self._writer.live = self._live_view(client).view
         self.write_error: RunDirWriteError | None = None
         self.result = RunResult(counts={}, credits_committed=0)
+
+    def _live_view(self, client: SjinnClient) -> LiveView:
+        # For the live display: the jobs still to start, and those in a slot with no task.
+        self._queued = {job.key: kind_of(job) for job, _reason in self.sel.submit}
+        self._creating: dict[str, tuple[str, float]] = {}
+        return LiveView(
+            writer=self._writer,
+            follower=self._follower,
+            downloader=self._downloader,
+            settler=self._settler,
+            gate=client.gate,
+            slots=lambda: self._slots.limit,
+            queued=self._queued,
+            creating=self._creating,
+            clock=self._clock,
+        )
 
     def _make_settler(self, ledger: Ledger, client: SjinnClient, lag: float) -> Settler | None:
         settle = self.opt.usage_settle
@@ -153,6 +175,7 @@ class Runner:
         Raises ``RunDirWriteError`` when the run directory or the journal could not
         be written: the run stopped at once, and the ledger holds only whole lines.
         """
+        self._over = anyio.Event()
         with anyio.CancelScope() as scope:
             self._scope = scope
             if self._stop is not None and self._stop is not StopReason.BALANCE:
@@ -161,6 +184,7 @@ class Runner:
                 tg.start_soon(self._feed, tg)
                 if self._settler is not None:
                     tg.start_soon(self._settle_loop, tg, self._settler)
+                tg.start_soon(heartbeat, self._writer.emit, self._over)
         if self.write_error is not None:
             raise self.write_error
         stats = self._follower.stats
@@ -198,7 +222,14 @@ class Runner:
                 await self._feed_all(tg)
         finally:
             self._feeding = False
+            self._queued.clear()  # nothing more starts from the feed
             self._slots.release_stuck()  # nobody waits for a slot from the feed any more
+            self._check_over()
+
+    def _check_over(self) -> None:
+        """Tell the heartbeat to stop once nothing is fed, settled, followed or downloaded."""
+        if self._over is not None and not (self._feeding or self._active or self._settling):
+            self._over.set()
 
     async def _feed_all(self, tg: anyio.abc.TaskGroup) -> None:
         for job in self.sel.skipped:
@@ -218,6 +249,7 @@ class Runner:
                 break
             if self._slots.full:
                 self.result.held_back.append(job.key)
+                self._queued.pop(job.key, None)
                 continue
             self._active += 1
             await tg.start(self._job, job, reason)
@@ -238,6 +270,8 @@ class Runner:
                     await anyio.sleep(settler.tick)
         finally:
             self._slots.settling_over()
+            self._settling = False
+            self._check_over()
 
     def _settled(self, tg: anyio.abc.TaskGroup, settled: Settled) -> None:
         """Hand each verdict to the job holding the slot, or start the job anew."""
@@ -275,7 +309,9 @@ class Runner:
         """
         try:
             with self._stops_on_write_error():
-                if not await self._slots.acquire():
+                acquired = await self._slots.acquire()
+                self._queued.pop(job.key, None)
+                if not acquired:
                     task_status.started()
                     if reason is not None:
                         self.result.held_back.append(job.key)
@@ -289,12 +325,17 @@ class Runner:
                     await self._download(job, urls)
         finally:
             self._active -= 1
+            self._check_over()
 
     async def _create_and_follow(self, job: Job, reason: str | None) -> tuple[str, ...] | None:
         """The finished task's output URLs; None when there is nothing to download."""
         created_at = None
         if reason is not None:
-            has_task, created_at = await self._create(job, reason)
+            self._creating[job.key] = kind_of(job)
+            try:
+                has_task, created_at = await self._create(job, reason)
+            finally:
+                self._creating.pop(job.key, None)
             if not has_task:
                 return None
         mark = self._slots.running()
@@ -390,6 +431,7 @@ class Runner:
                 await self._download(job, urls)
         finally:
             self._active -= 1
+            self._check_over()
 
     async def _download(self, job: Job, urls: Sequence[str]) -> None:
         task_id = self._writer.state.record(job.key).task_id

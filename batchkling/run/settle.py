@@ -106,6 +106,19 @@ class Settler:
         """True while some in-doubt job of the run may still be settled by waiting."""
         return bool(self._doubts())
 
+    def outlook(self) -> tuple[int, float | None]:
+        """How many in-doubt creates wait to be settled, and the seconds until the first is ripe.
+
+        A create still being sent has no window yet and is not counted. The seconds
+        are None when none waits, and 0 or less once one is ripe (the usage is read at
+        the next look).
+        """
+        ends = [d.end for d in self._doubts() if d.end is not None]
+        if not ends:
+            return 0, None
+        wait = max(self._settle, self.lag_seen)
+        return len(ends), wait - (self._now() - min(ends)).total_seconds()
+
     async def settle_ripe(self) -> Settled | None:
         """Reconcile if some in-doubt window is older than the settle delay; else None.
 

@@ -4,10 +4,16 @@ Two kinds of writes: ``record`` for an event that records money (an intent, a
 task id, a refusal), which is on disk before the caller takes its next step;
 ``note`` for one that does not (a finished task, a file, a skip), which reaches
 the disk with the next fsync.
+
+A create is *sending* from its intent until any other event of its job: the
+fold calls it in doubt already (it may have been charged), but only a create
+whose answer was lost, or an intent an earlier run left unanswered, is shown
+as in doubt.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -16,7 +22,7 @@ import anyio.lowlevel
 from batchkling.ledger import Ledger
 from batchkling.model import Job
 from batchkling.run.options import Progress
-from batchkling.state import RunState
+from batchkling.state import Outcome, RunState
 
 __all__ = ["RunWriter"]
 
@@ -31,6 +37,7 @@ class RunWriter:
         *,
         budget: int | None,
         progress: Callable[[Progress], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ledger = ledger
         self._jobs = list(jobs)
@@ -38,7 +45,14 @@ class RunWriter:
         self._budget = budget
         self._progress = progress
         self._counts: Counter[str] = Counter()
+        # Jobs whose create this run sent and whose answer is awaited: when it was sent.
+        self._sending: dict[str, float] = {}
+        self.create_times: list[float] = []  # seconds from intent to task id, this run's creates
+        self._clock = clock
+        self._start = clock()
         self.limit: Callable[[], int] | None = None  # the creates allowed in flight now
+        # What the run is doing and the seconds it has left, for each snapshot.
+        self.live: Callable[[], tuple[str | None, float | None]] | None = None
         self.refresh(emit=False)
 
     @property
@@ -56,6 +70,11 @@ class RunWriter:
         before = self.state.state_of(job)
         seq = self.ledger.write(event, job, **fields)
         after = self.state.state_of(job)
+        sent = self._sending.pop(job, None)
+        if event == "intent":
+            self._sending[job] = self._clock()
+        elif event == "created" and sent is not None:
+            self.create_times.append(self._clock() - sent)
         if before is not after and job in self._keys:
             self._counts[before.value] -= 1
             self._counts[after.value] += 1
@@ -82,19 +101,35 @@ class RunWriter:
     def refresh(self, *, emit: bool = True) -> None:
         """Count again, after something else wrote to the ledger (a reconciliation)."""
         self._counts = Counter(self.state.state_of(job.key).value for job in self._jobs)
+        self._sending = {job: t for job, t in self._sending.items() if self._still_sending(job)}
         if emit:
             self.emit()
 
+    @property
+    def sending(self) -> dict[str, float]:
+        """Each job whose create this run sent and whose answer is not recorded yet: when."""
+        return dict(self._sending)
+
+    def _still_sending(self, job: str) -> bool:
+        last = self.state.record(job).last_attempt
+        return last is not None and last.outcome is Outcome.SENDING
+
     def emit(self, message: str | None = None) -> None:
         """Send a progress snapshot (with ``message``, a line for the user) to the callback."""
-        if self._progress is not None:
-            self._progress(
-                Progress(
-                    total=len(self._jobs),
-                    counts=dict(self._counts),
-                    credits_committed=self.state.credits_committed,
-                    budget=self._budget,
-                    message=message,
-                    limit=None if self.limit is None else self.limit(),
-                )
+        if self._progress is None:
+            return
+        activity, eta = (None, None) if self.live is None else self.live()
+        self._progress(
+            Progress(
+                total=len(self._jobs),
+                counts=dict(self._counts),
+                credits_committed=self.state.credits_committed,
+                budget=self._budget,
+                message=message,
+                limit=None if self.limit is None else self.limit(),
+                sending=len(self._sending.keys() & self._keys),
+                activity=activity,
+                eta=eta,
+                elapsed=self._clock() - self._start,
             )
+        )
