@@ -45,22 +45,51 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageExit(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    """The parser of the command line, with one subparser per command."""
-    # Imported here so that `batchkling --version` stays fast and the emulator's
-    # optional dependencies are only imported by `mock-server`.
-    from batchkling import __version__
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for.
+
+    Reading the package metadata imports ``importlib.metadata`` (and the email
+    parser under it), a large part of start-up that no other command needs.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, help="show program's version number and exit", **kwargs
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> NoReturn:
+        from batchkling import __version__
+
+        parser._print_message(f"batchkling {__version__}\n", sys.stdout)
+        parser.exit()
+
+
+def _build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of the command line, with one subparser per command.
+
+    Given ``argv``, only the command it names is built in full, the others as a
+    name and a line of help (all `batchkling --help` shows of them); without, all.
+    """
+    # Imported here so that importing this package loads nothing else. A command's
+    # module is imported only to build its parser, and it imports its machinery (the
+    # HTTP stack, the manifest loader, the emulator) in its handler: starting a
+    # command loads what that command uses and nothing of the others.
     from batchkling.cli import _commands
+
+    wanted = "*" if argv is None else _commands.named_in(argv)
 
     parser = _Parser(
         prog="batchkling",
         description="Render many Kling 3.0 image-to-video shots through the sjinn.ai API.",
     )
-    parser.add_argument("--version", action="version", version=f"batchkling {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for register in _commands.REGISTRY:
-        register(sub)
+    for command in _commands.COMMANDS:
+        if wanted in ("*", command.name):
+            command.register(sub)
+        else:
+            command.register_name(sub)
     return parser
 
 
@@ -88,7 +117,7 @@ def _unrecognized(extras: list[str], parser: argparse.ArgumentParser) -> str:
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = _build_parser()
+    parser = _build_parser(argv)
     args, extras = parser.parse_known_args(list(argv))
     if extras:
         raise _UsageExit(_unrecognized(extras, _command_parser(parser, args.command)))
