@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from batchkling._util import of_budget, plural, span, thousands
 from batchkling.cli.mock_server import READY_PREFIX
 from batchkling.emulator.config import parse_range
 from batchkling.ledger import LEDGER_NAME, fold_ledger
@@ -228,8 +229,10 @@ def _summary(run_dir: Path, frames: str, elapsed: float) -> str:
     st = fold_ledger(run_dir / LEDGER_NAME).state
     done = sum(1 for job in manifest.jobs if st.state_of(job.key) is JobState.DONE)
     return (
-        f"{done}/{len(manifest.jobs)} jobs done for {len(manifest.shots)} shots, "
-        f"{st.credits_committed} credits committed (emulated), {elapsed:.0f} s"
+        f"{thousands(done)}/{plural(len(manifest.jobs), 'job')} done for "
+        f"{plural(len(manifest.shots), 'shot')}, "
+        f"{of_budget(st.credits_committed, manifest.budget)} credits committed (emulated), "
+        f"{span(elapsed)}"
     )
 
 

@@ -19,6 +19,10 @@ API key. Classes carry structured fields besides: ``problems``, ``line``,
     │   ├── MembershipError               no active subscription (error 101)
     │   └── InsufficientBalanceError      balance too low (error 100)
     ├── PreflightError                    a pre-flight check failed: carries every Problem
+    │   └── UnreachableError              no API answered at the base URL (refused, DNS, 404)
+    ├── StorageError                      local images could not be made available
+    │   ├── StorageSetupError             no storage library, no credentials, bad settings
+    │   └── UploadError                   the store failed (after retries), or a URL does not answer
     └── ApiError                          exit 1: an answer from the API we could not use
         ├── TransientError                provably not processed; safe to retry
         │   └── ConcurrencyLimitError     too many tasks generating at once: nothing charged
@@ -51,8 +55,12 @@ __all__ = [
     "Problem",
     "RefusedError",
     "RunDirWriteError",
+    "StorageError",
+    "StorageSetupError",
     "TaskNotFoundError",
     "TransientError",
+    "UnreachableError",
+    "UploadError",
     "UsageError",
 ]
 
@@ -168,6 +176,42 @@ class PreflightError(BatchklingError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__(str(problems[0]) if problems else "pre-flight failed")
+
+
+class UnreachableError(PreflightError):
+    """No API answered at the base URL: nothing was sent.
+
+    ``reason`` says how it failed (``connection refused``, ``the host name could not
+    be resolved``, ``connection timed out``, ``HTTP 404 (not found)``); ``waited``
+    is how long it was tried for, in seconds.
+    """
+
+    def __init__(self, reason: str, *, waited: float, status_code: int | None = None) -> None:
+        self.reason = reason
+        self.waited = waited
+        self.status_code = status_code
+        message = f"the API could not be reached ({reason}); nothing was sent."
+        super().__init__([Problem("pre-flight", None, None, None, message)])
+        self.message = message
+
+
+class StorageError(BatchklingError):
+    """Local images could not be put where the API can fetch them: nothing was created.
+
+    ``path`` names the local file concerned, when one is.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class StorageSetupError(StorageError):
+    """The uploads cannot start: the storage extra is missing, no credentials, bad settings."""
+
+
+class UploadError(StorageError):
+    """The store failed after every retry, or an uploaded image's URL does not answer."""
 
 
 class ApiError(BatchklingError):

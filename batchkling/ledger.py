@@ -163,17 +163,24 @@ def _events(path: Path, torn: list[bytes]) -> Iterator[tuple[int, dict[str, Any]
         torn.append(pending[1])
 
 
-def fold_ledger(path: Path) -> LedgerFold:
+def fold_ledger(
+    path: Path, *, observe: Callable[[dict[str, Any], RunState], None] | None = None
+) -> LedgerFold:
     """Read and fold a ledger in one pass, without a lock and without changing it.
 
     A last line that is not JSON (an interrupted write) comes back as ``torn_tail``;
-    a bad line anywhere else is a ``LedgerError`` naming it.
+    a bad line anywhere else is a ``LedgerError`` naming it. ``observe`` is given
+    each event and the state once the event is folded into it, so that a reader
+    needing more than the state (the report) keeps what it needs without holding
+    every event.
     """
     st = RunState()
     torn: list[bytes] = []
     for number, obj in _events(path, torn):
         apply_at(st, obj, number)
         st.events += 1
+        if observe is not None:
+            observe(obj, st)
     tail = torn[0] if torn else None
     return LedgerFold(state=st, torn_tail=tail, valid_size=_size(path) - len(tail or b""))
 

@@ -55,6 +55,7 @@ MAX_TAKES = 20
 DEFAULT_CONCURRENCY = 4
 DEFAULT_RATE = "2/s"  # API requests, as ``schedule.parse_rate`` reads them
 DEFAULT_IMAGE_TIMEOUT = 10.0  # seconds, for each pre-flight image request
+DEFAULT_REACH_TIMEOUT = 30.0  # seconds pre-flight tries an API it cannot connect to
 
 
 def credits_for(duration: float, mode: str) -> int:
@@ -116,6 +117,11 @@ class Shot:
     takes: int = DEFAULT_TAKES
     tags: tuple[str, ...] = ()
     line: int | None = None
+    # sha256 of a local image file (``image`` is then its ``file:`` URL until the file is
+    # uploaded, and the URL it was given after): the request's identity is the content,
+    # not the URL, so signing the URL again is no change to the entry.
+    image_sha256: str | None = None
+    tail_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,9 +160,16 @@ class Job:
         """sha256 of the canonical create request: changes iff what would be sent changes.
 
         The take number is part of it so that two takes of one shot never look alike
-        in the ledger, although the bodies sent are identical.
+        in the ledger, although the bodies sent are identical. A local image counts by
+        its content (``sha256:<hex>``), whatever URL it was uploaded to.
         """
-        return fingerprint({"body": self.request_body(), "take": self.take})
+        body = self.request_body()
+        shot = self.shot
+        if shot.image_sha256 is not None:
+            body["input"]["image"] = "sha256:" + shot.image_sha256
+        if shot.tail_sha256 is not None:
+            body["input"]["tail_image_url"] = "sha256:" + shot.tail_sha256
+        return fingerprint({"body": body, "take": self.take})
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,17 @@ class Manifest:
     budget: int | None = None
     image_base_url: str | None = None
     warnings: tuple[Any, ...] = field(default=())
+    upload_to: str | None = None  # where local images go: ``s3://``, ``gs://`` or ``az://``
+    upload_public_url: str | None = None  # base URL serving them instead of signed URLs
+    # What was given besides the file (``budget``, ``image_base_url``, ``defaults``, the
+    # upload settings), as JSON: what loading the file again the same way needs. A run
+    # records it, so later commands on its run directory need not be given it again.
+    overrides: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def has_local_images(self) -> bool:
+        """True when some shot names an image file on this machine (to upload first)."""
+        return any(s.image_sha256 is not None or s.tail_sha256 is not None for s in self.shots)
 
     @cached_property
     def jobs(self) -> tuple[Job, ...]:

@@ -9,6 +9,7 @@ Events (each a JSON object with ``ts``, ``event`` and ``job``; see
 
 - ``header``: first line; tool version, manifest path and sha256.
 - ``run_started`` / ``run_ended``: one run of the command (``job`` is null).
+  ``run_started`` records how the run loaded its manifest (``RunSettings``).
 - ``intent``: written and fsynced *before* a create is sent. Until an outcome
   follows, the job is ``in_doubt``: a crash after sending may have been charged.
 - ``created``: the create answered with a task id: ``running``.
@@ -42,6 +43,7 @@ __all__ = [
     "Attempt",
     "JobRecord",
     "Outcome",
+    "RunSettings",
     "RunState",
     "apply",
     "apply_at",
@@ -140,6 +142,57 @@ class JobRecord:
         return bool(self.attempts)
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """How the latest run loaded its manifest: what reading its run directory again needs.
+
+    ``overrides`` holds the settings given on the command line (``budget``,
+    ``image_base_url``, ``defaults``, ``upload_to``, ``upload_public_url``), only
+    those given; None when the ledger does not say (one written before they were
+    recorded, or no run yet), which is not the same as none given. ``budget`` is
+    the budget the run was held to.
+    """
+
+    manifest: str | None = None
+    manifest_sha256: str | None = None
+    overrides: Mapping[str, Any] | None = None
+    budget: int | None = None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _whole(value: object) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def _overrides(value: object) -> dict[str, Any] | None:
+    """The recorded overrides, each only when well-formed: a bad one is left out, not obeyed."""
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, Any] = {}
+    if _whole(value.get("budget")) is not None:
+        out["budget"] = value["budget"]
+    for name in ("image_base_url", "upload_to", "upload_public_url"):
+        if _text(value.get(name)) is not None:
+            out[name] = value[name]
+    defaults = value.get("defaults")
+    if isinstance(defaults, dict) and defaults and all(isinstance(k, str) for k in defaults):
+        out["defaults"] = dict(defaults)
+    return out
+
+
+def _run_settings(ev: Mapping[str, Any]) -> RunSettings:
+    budget = ev.get("budget")
+    return RunSettings(
+        manifest=_text(ev.get("manifest")),
+        manifest_sha256=_text(ev.get("manifest_sha256")),
+        overrides=_overrides(ev.get("overrides")),
+        budget=budget if type(budget) is int else None,
+    )
+
+
 @dataclass
 class RunState:
     """The fold of a whole ledger."""
@@ -153,6 +206,21 @@ class RunState:
     credits_committed: int = 0
     # Old key -> new key, for every ``moved`` event, in ledger order.
     moves: dict[str, str] = field(default_factory=dict)
+    # What the latest ``run_started`` recorded of its manifest; None before any run.
+    last_run: RunSettings | None = None
+
+    @property
+    def settings(self) -> RunSettings:
+        """How the latest run loaded its manifest; the header's path and sha256 for
+        what a ledger from before they were recorded (or with no run yet) lacks."""
+        last = self.last_run if self.last_run is not None else RunSettings()
+        header = self.header if self.header is not None else {}
+        return RunSettings(
+            manifest=last.manifest or _text(header.get("manifest")),
+            manifest_sha256=last.manifest_sha256 or _text(header.get("manifest_sha256")),
+            overrides=last.overrides,
+            budget=last.budget,
+        )
 
     def record(self, job: str) -> JobRecord:
         """The record of ``job``; a job the ledger never mentioned is pending."""
@@ -365,6 +433,7 @@ def _apply(st: RunState, ev: Mapping[str, Any], line: int | None) -> None:
         st.header = ev
     elif kind == "run_started":
         st.runs.append({"started": ts, "ended": None, "api_calls": 0, "exit_status": None})
+        st.last_run = _run_settings(ev)
     elif st.runs:  # run_ended
         st.runs[-1].update(
             ended=ts, api_calls=ev.get("api_calls", 0), exit_status=ev.get("exit_status")

@@ -10,18 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from batchkling.cli._io import IO
-from batchkling.errors import LedgerError, UsageError
-from batchkling.ledger import LEDGER_NAME
-from batchkling.model import DEFAULT_RATE
-from batchkling.report.rows import default_run_dir
-from batchkling.schedule import Rate, parse_rate
+from batchkling.errors import LedgerError, UnreachableError, UsageError
+from batchkling.model import DEFAULT_RATE, DEFAULT_REACH_TIMEOUT
 
 if TYPE_CHECKING:
     import httpx
 
     from batchkling.api.client import SjinnClient
+    from batchkling.cli._io import IO
+    from batchkling.preflight.reach import ReachWatch
     from batchkling.reconcile.usage import ReconcileOutcome
+    from batchkling.schedule import Rate
+
+# What the options' handlers use (the ledger and its I/O stack among them) is imported
+# inside them: every command's parser is built from this module, whichever command runs.
 
 __all__ = [
     "DEFAULT_API_BASE",
@@ -29,8 +31,10 @@ __all__ = [
     "Connection",
     "add_api_options",
     "add_rate_option",
+    "add_reach_option",
     "add_run_dir_option",
     "api_base_from",
+    "api_base_source",
     "api_key_from",
     "api_settings_from",
     "client_from",
@@ -38,6 +42,7 @@ __all__ = [
     "print_reconciliation",
     "run_dir_from",
     "state_dir_from_env",
+    "unreachable_message",
     "warn_torn_tail",
 ]
 
@@ -59,6 +64,34 @@ def add_rate_option(p: argparse.ArgumentParser) -> None:
         "--rate",
         default=DEFAULT_RATE,
         help=f"API requests per second or minute (default {DEFAULT_RATE})",
+    )
+
+
+def add_reach_option(p: argparse.ArgumentParser) -> None:
+    """``--reach-timeout S``: how long pre-flight tries an API it cannot connect to."""
+    from batchkling.cli._types import finite_seconds
+
+    p.add_argument(
+        "--reach-timeout",
+        type=finite_seconds,
+        default=DEFAULT_REACH_TIMEOUT,
+        metavar="S",
+        help="how long to keep trying an API that refuses connections or cannot be found "
+        f"before giving up, exit 2 (default {DEFAULT_REACH_TIMEOUT:g})",
+    )
+
+
+def unreachable_message(api: ApiSettings, exc: UnreachableError) -> str:
+    """The line for an API never reached, naming its URL and where that came from."""
+    from batchkling._util import span
+
+    if exc.status_code is not None:
+        return (
+            f"{api.where} answered {exc.reason} to the account request: no sjinn API at that "
+            "URL; check it. Nothing was sent."
+        )
+    return (
+        f"{api.where} could not be reached for {span(exc.waited)} ({exc.reason}); nothing was sent."
     )
 
 
@@ -107,6 +140,16 @@ def api_base_from(args: argparse.Namespace) -> str:
     return base
 
 
+def api_base_source(args: argparse.Namespace) -> str:
+    """Where the API base URL came from, as messages name it: ``--api-base``,
+    ``SJINN_API_BASE`` or ``the default``."""
+    if args.api_base:
+        return "--api-base"
+    if os.environ.get("SJINN_API_BASE"):
+        return "SJINN_API_BASE"
+    return "the default"
+
+
 def state_dir_from_env() -> Path:
     """Where the account journals live: ``$XDG_STATE_HOME/batchkling``, else
     ``~/.local/state/batchkling``."""
@@ -117,6 +160,8 @@ def state_dir_from_env() -> Path:
 
 def run_dir_from(args: argparse.Namespace, manifest_path: str | Path) -> Path:
     """The run directory: --run-dir, else the manifest's default; always absolute."""
+    from batchkling.report.rows import default_run_dir
+
     run_dir: Path = args.run_dir or default_run_dir(manifest_path)
     return run_dir.absolute()
 
@@ -128,6 +173,13 @@ class ApiSettings:
     base: str
     rate: Rate
     key: str = field(repr=False)
+    source: str = "the default"  # where ``base`` came from (``api_base_source``)
+
+    @property
+    def where(self) -> str:
+        """The API as messages name it: ``the API at URL (from --api-base)``."""
+        origin = "the default" if self.source == "the default" else f"from {self.source}"
+        return f"the API at {self.base} ({origin})"
 
 
 def api_settings_from(args: argparse.Namespace) -> ApiSettings:
@@ -136,8 +188,15 @@ def api_settings_from(args: argparse.Namespace) -> ApiSettings:
     Read before anything else a command does, so that a missing key is the one
     error reported when there are several.
     """
+    from batchkling.schedule import parse_rate
+
     key = api_key_from(args)
-    return ApiSettings(base=api_base_from(args), rate=parse_rate(args.rate), key=key)
+    return ApiSettings(
+        base=api_base_from(args),
+        rate=parse_rate(args.rate),
+        key=key,
+        source=api_base_source(args),
+    )
 
 
 class Connection(NamedTuple):
@@ -148,11 +207,14 @@ class Connection(NamedTuple):
 
 
 @asynccontextmanager
-async def client_from(api: ApiSettings, *, pooled: bool = False) -> AsyncIterator[Connection]:
+async def client_from(
+    api: ApiSettings, *, pooled: bool = False, reach: ReachWatch | None = None
+) -> AsyncIterator[Connection]:
     """An API client paced at ``api.rate``, closed on exit.
 
     With ``pooled``, API requests go straight to a connection pool of their own,
-    apart from the files: what a run's many polls need.
+    apart from the files: what a run's many polls need; ``reach`` then watches
+    whether any of them got an answer.
     """
     # Imported here: the commands that never call the API load no HTTP stack.
     from batchkling.api.client import SjinnClient, make_http_client, make_transport
@@ -166,13 +228,19 @@ async def client_from(api: ApiSettings, *, pooled: bool = False) -> AsyncIterato
     transport = make_transport()
     async with transport, make_http_client() as http:
         client = SjinnClient(
-            http, base_url=api.base, api_key=api.key, gate=gate, transport=transport
+            http,
+            base_url=api.base,
+            api_key=api.key,
+            gate=gate,
+            transport=transport if reach is None else reach.wrap(transport),
         )
         yield Connection(client, http)
 
 
 def existing_ledger(run_dir: Path, *, required: bool) -> Path:
     """The run directory's ledger path; with ``required``, an error when nothing ran there."""
+    from batchkling.ledger import LEDGER_NAME
+
     path = Path(run_dir) / LEDGER_NAME
     if required and not path.exists():
         raise LedgerError(f"no ledger at {path}: nothing has run in {run_dir}.")
@@ -191,6 +259,8 @@ def warn_torn_tail(path: Path, torn_tail: bytes | None, io: IO) -> None:
 
 def print_reconciliation(outcome: ReconcileOutcome, io: IO) -> None:
     """One line per finding of a reconciliation."""
+    from batchkling._util import thousands
+
     if outcome.unavailable is not None:
         print(
             f"batchkling: the credits usage could not be read ({outcome.unavailable}); "
@@ -210,14 +280,17 @@ def print_reconciliation(outcome: ReconcileOutcome, io: IO) -> None:
     for job in res.not_created:
         print(f"not created: {job} was never charged; it is submitted again.", file=io.err)
     for job, cands in res.ambiguous:
-        ids = ", ".join(f"{c.task_id} ({c.credits:g} credits at {c.at.isoformat()})" for c in cands)
+        ids = ", ".join(
+            f"{c.task_id} ({thousands(c.credits)} credits at {c.at.isoformat()})" for c in cands
+        )
         print(f"still in doubt: {job}: several charges could be its create: {ids}", file=io.err)
     for job in res.waiting:
         why = res.reasons.get(job, "no charge matches it yet")
         print(f"still in doubt: {job}: {why}.", file=io.err)
     for c in res.orphans:
         print(
-            f"orphan charge: task {c.task_id}, {c.credits:g} credits at {c.at.isoformat()}, "
+            f"orphan charge: task {c.task_id}, {thousands(c.credits)} credits at "
+            f"{c.at.isoformat()}, "
             "claimed by no job of this run.",
             file=io.err,
         )

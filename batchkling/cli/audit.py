@@ -8,11 +8,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from batchkling._time import now_rfc3339
-from batchkling._util import write_atomic
-from batchkling.cli._io import IO
+from batchkling._util import plural, thousands, write_atomic
+from batchkling.cli._manifest_args import ledger_of_run, run_dir_of
 from batchkling.cli._options import (
     ApiSettings,
     add_api_options,
@@ -20,20 +18,21 @@ from batchkling.cli._options import (
     add_run_dir_option,
     api_settings_from,
     client_from,
-    run_dir_from,
     state_dir_from_env,
 )
 from batchkling.cli._types import finite_seconds
 from batchkling.errors import AccountError, ApiError, UsageError
-from batchkling.journal import AccountJournal
-from batchkling.ledger import LEDGER_NAME, fold_ledger
 from batchkling.reconcile.match import DEFAULT_SETTLE
 
 if TYPE_CHECKING:
+    from batchkling.cli._io import IO
     from batchkling.reconcile.audit import Audit
     from batchkling.state import RunState
 
 __all__ = ["AUDIT_NAME", "EXIT_CLEAN", "EXIT_NOT_CLEAN", "cmd_audit", "register", "write_audit"]
+
+# The audit's machinery (anyio, the ledger, the journal, the HTTP stack) is imported
+# when the command runs, so that building the parser for any command loads none of it.
 
 AUDIT_NAME = "audit.json"  # the last audit's verdict, in the run directory
 EXIT_CLEAN, EXIT_NOT_CLEAN = 0, 1
@@ -67,13 +66,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_audit(args: argparse.Namespace, io: IO) -> int:
     """Audit one run directory; print the verdict; keep it as ``audit.json`` beside the ledger."""
-    if args.manifest is None and args.run_dir is None:
-        raise UsageError("audit needs MANIFEST or --run-dir DIR.")
+    import anyio
+
+    from batchkling.journal import AccountJournal
+    from batchkling.ledger import fold_ledger
+
+    # The ledger alone says what was charged: the manifest is only a way to name the run.
+    run_dir = run_dir_of(args, "audit")
     api = api_settings_from(args)
-    run_dir = run_dir_from(args, args.manifest)
-    if not (run_dir / LEDGER_NAME).exists():
-        raise UsageError(f"no run of {args.manifest or run_dir} yet (expected {run_dir}).")
-    st = fold_ledger(run_dir / LEDGER_NAME).state
+    st = fold_ledger(ledger_of_run(args.manifest, run_dir)).state
     if not st.runs:
         raise UsageError(f"the ledger in {run_dir} records no run yet: nothing to audit.")
     journal = AccountJournal.open(state_dir_from_env(), api.base, api.key)
@@ -119,7 +120,7 @@ def _print(a: Audit, io: IO) -> None:
         print(f"charge of another run directory: task {c.task_id} ({other})", file=io.out)
     for c in a.unexplained:
         print(
-            f"unexplained charge: task {c.task_id}, {c.credits:g} credits at "
+            f"unexplained charge: task {c.task_id}, {thousands(c.credits)} credits at "
             f"{c.at.isoformat()}: no task of this run directory or of another one of this account",
             file=io.out,
         )
@@ -128,9 +129,9 @@ def _print(a: Audit, io: IO) -> None:
     twice = [j.job for j in a.jobs if j.twice]
     state = "clean" if a.clean else "NOT clean"
     print(
-        f"audit: {state}: {len(a.settled)} charges settled by this ledger, "
-        f"{len(a.elsewhere)} of other run directories, {len(a.unexplained)} unexplained; "
-        f"{len(twice)} jobs charged twice; {a.charged:,g} credits charged, "
-        f"{a.committed:,} committed",
+        f"audit: {state}: {plural(len(a.settled), 'charge')} settled by this ledger, "
+        f"{thousands(len(a.elsewhere))} of other run directories, "
+        f"{thousands(len(a.unexplained))} unexplained; {plural(len(twice), 'job')} charged "
+        f"twice; {thousands(a.charged)} credits charged, {thousands(a.committed)} committed",
         file=io.out,
     )

@@ -6,27 +6,29 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from batchkling.cli._io import IO
 from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
 from batchkling.cli._options import (
     ApiSettings,
     add_api_options,
     add_rate_option,
+    add_reach_option,
     add_run_dir_option,
     api_settings_from,
     client_from,
     run_dir_from,
+    unreachable_message,
 )
 from batchkling.cli._types import positive_seconds
-from batchkling.errors import PreflightError
-from batchkling.ledger import LEDGER_NAME, fold_ledger
-from batchkling.model import DEFAULT_IMAGE_TIMEOUT, Manifest
-from batchkling.run.selection import select_work
+from batchkling.errors import PreflightError, UnreachableError
+from batchkling.model import DEFAULT_IMAGE_TIMEOUT
 
 if TYPE_CHECKING:
+    from batchkling.cli._io import IO
+    from batchkling.model import Manifest
     from batchkling.preflight.checks import PreflightReport
+
+# The check's machinery (anyio, the ledger, the HTTP stack) is imported when the
+# command runs, so that building the parser for any command loads none of it.
 
 __all__ = ["cmd_check", "register"]
 
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_run_dir_option(c)
     add_api_options(c)
     add_rate_option(c)
+    add_reach_option(c)
     c.add_argument(
         "--image-timeout",
         type=positive_seconds,
@@ -56,13 +59,24 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_check(args: argparse.Namespace, io: IO) -> int:
     """Run pre-flight; exit 0 when everything passed."""
+    import anyio
+
+    from batchkling.ledger import LEDGER_NAME, fold_ledger
+    from batchkling.run.selection import select_work
+
     api = api_settings_from(args)
     manifest = load_manifest_from_args(args, io)
     run_dir = run_dir_from(args, manifest.path)
     # What the run would still commit: the balance must cover that, not the whole plan.
     st = fold_ledger(run_dir / LEDGER_NAME).state
     needed = select_work(manifest.jobs, st, budget=manifest.budget, allow_partial=True).to_commit
-    report = anyio.run(_check, api, manifest, run_dir, needed, args.image_timeout)
+    try:
+        report = anyio.run(
+            _check, api, manifest, run_dir, needed, args.image_timeout, args.reach_timeout
+        )
+    except UnreachableError as exc:
+        print(f"batchkling: error: {unreachable_message(api, exc)}", file=io.err)
+        return exc.exit_code
     balance = "unknown" if report.account.balance is None else f"{report.account.balance:.0f}"
     print(
         f"account: key accepted, balance {balance} credits, {needed} still to commit",
@@ -77,11 +91,22 @@ def cmd_check(args: argparse.Namespace, io: IO) -> int:
 
 
 async def _check(
-    api: ApiSettings, manifest: Manifest, run_dir: Path, needed: int, image_timeout: float
+    api: ApiSettings,
+    manifest: Manifest,
+    run_dir: Path,
+    needed: int,
+    image_timeout: float,
+    reach_timeout: float,
 ) -> PreflightReport:
     from batchkling.preflight.checks import run_preflight
 
     async with client_from(api) as (client, http):
         return await run_preflight(
-            client, manifest, needed=needed, http=http, run_dir=run_dir, image_timeout=image_timeout
+            client,
+            manifest,
+            needed=needed,
+            http=http,
+            run_dir=run_dir,
+            image_timeout=image_timeout,
+            reach_timeout=reach_timeout,
         )

@@ -7,10 +7,6 @@ every other command works without them.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
-import socket
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from batchkling.cli._types import finite_seconds, positive_seconds
@@ -30,9 +26,15 @@ from batchkling.emulator.usage_variants import USAGE_DEFECTS
 from batchkling.errors import UsageError
 
 if TYPE_CHECKING:
+    import socket
+    from types import FrameType
+
     import uvicorn
 
     from batchkling.cli._io import IO
+
+# asyncio, socket and signal are imported where the server starts: building the
+# parser (`--help`, any other command) loads none of the serving machinery.
 
 __all__ = ["READY_PREFIX", "config_from_args", "register"]
 
@@ -109,6 +111,12 @@ def _account_flags(group: argparse._ArgumentGroup) -> None:
     g("--balance", type=float, metavar="CREDITS", help="balance of each key (default unlimited)")
     g("--refund-failed", action="store_true", help="refund failed tasks in the credits usage")
     g("--no-membership", action="store_true", help="answer every create with error 101")
+    g(
+        "--fetch-images",
+        action="store_true",
+        help="fetch each create's image and tail_image_url as the provider does; error 400 "
+        "when one does not answer with an image",
+    )
 
 
 def _generation_flags(group: argparse._ArgumentGroup) -> None:
@@ -333,6 +341,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             balance=args.balance,
             refund_failed=args.refund_failed,
             no_membership=args.no_membership,
+            fetch_images=args.fetch_images,
             gen_seconds=args.gen_seconds,
             seed=args.seed,
             fail_rate=args.fail_rate,
@@ -376,6 +385,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    import socket
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only
     # when the listening socket says TCP, and without it every answer waits
@@ -394,6 +405,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _handle(args: argparse.Namespace, io: IO) -> int:
+    import asyncio
+    import signal
+
     config = config_from_args(args)
     try:
         import uvicorn
@@ -431,6 +445,8 @@ def _handle(args: argparse.Namespace, io: IO) -> int:
 
 
 async def _serve(server: uvicorn.Server, sock: socket.socket, url: str, io: IO) -> None:
+    import asyncio
+
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)

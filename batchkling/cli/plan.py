@@ -6,14 +6,17 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from batchkling._util import whole_number
+from batchkling._util import of_budget, thousands, whole_number
 from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
-from batchkling.cost import CostPlan, check_budget, plan, plan_json
 
 if TYPE_CHECKING:
     from batchkling.cli._io import IO
+    from batchkling.cost import CostPlan
 
 __all__ = ["cmd_plan", "register"]
+
+# The manifest loader and the price rule are imported by the handler: `plan --help`
+# and every other command's parser load neither.
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -37,28 +40,38 @@ def _table(cost: CostPlan) -> str:
     for r in cost.rows:
         tail = rest.get((r.mode, r.duration))
         if tail is None:
-            tail = f"  {r.mode:<8}  {whole_number(r.duration)!s:>8}  {r.credits:>9,}"
+            tail = f"  {r.mode:<8}  {whole_number(r.duration)!s:>8}  {thousands(r.credits):>9}"
             rest[r.mode, r.duration] = tail
         lines.append(r.job.ljust(job_width) + tail)
     lines.append("")
     lines.append(f"{'mode':<8}  {'jobs':>6}  {'seconds':>8}  {'credits':>10}")
     for t in cost.totals:
-        lines.append(f"{t.mode:<8}  {t.jobs:>6,}  {t.seconds:>8,}  {t.credits:>10,}")
+        lines.append(_total_row(t.mode, t.jobs, t.seconds, t.credits))
     jobs = sum(t.jobs for t in cost.totals)
     seconds = sum(t.seconds for t in cost.totals)
-    lines.append(f"{'total':<8}  {jobs:>6,}  {seconds:>8,}  {cost.total:>10,}")
+    lines.append(_total_row("total", jobs, seconds, cost.total))
     lines.append("")
-    if cost.budget is None:
+    if cost.budget is None or cost.headroom is None:
         lines.append("budget: none set (--budget N or budget: in the manifest)")
-    elif cost.within_budget:
-        lines.append(f"budget: {cost.budget:,} credits, {cost.headroom:,} to spare")
     else:
-        lines.append(f"budget: {cost.budget:,} credits, over by {cost.over_by:,}")
+        used = of_budget(cost.total, cost.budget)
+        left = (
+            f"{thousands(cost.headroom)} to spare"
+            if cost.within_budget
+            else f"over by {thousands(cost.over_by)}"
+        )
+        lines.append(f"budget: {used} credits, {left}")
     return "\n".join(lines) + "\n"
+
+
+def _total_row(mode: str, jobs: int, seconds: float, credits: int) -> str:
+    return f"{mode:<8}  {thousands(jobs):>6}  {thousands(seconds):>8}  {thousands(credits):>10}"
 
 
 def cmd_plan(args: argparse.Namespace, io: IO) -> int:
     """Print the plan of the manifest; exit 3 (``BudgetError``) when it does not fit."""
+    from batchkling.cost import check_budget, plan, plan_json
+
     manifest = load_manifest_from_args(args, io)
     cost = plan(manifest.jobs, manifest.budget)
     if args.json:

@@ -6,9 +6,8 @@ import argparse
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from batchkling.cli._io import IO
+from batchkling._util import plural
+from batchkling.cli._manifest_args import ledger_of_run, run_dir_of
 from batchkling.cli._options import (
     ApiSettings,
     add_api_options,
@@ -17,20 +16,22 @@ from batchkling.cli._options import (
     api_settings_from,
     client_from,
     print_reconciliation,
-    run_dir_from,
     state_dir_from_env,
 )
 from batchkling.cli._types import finite_seconds
-from batchkling.errors import UsageError
-from batchkling.journal import AccountJournal
-from batchkling.ledger import LEDGER_NAME, Ledger
 from batchkling.model import JobState
 from batchkling.reconcile.match import DEFAULT_SETTLE
 
 if TYPE_CHECKING:
+    from batchkling.cli._io import IO
+    from batchkling.journal import AccountJournal
+    from batchkling.ledger import Ledger
     from batchkling.reconcile.usage import ReconcileOutcome
 
 __all__ = ["cmd_reconcile", "register"]
+
+# The reconciliation's machinery (anyio, the ledger, the journal, the HTTP stack) is
+# imported when the command runs, so that building the parser loads none of it.
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -58,12 +59,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_reconcile(args: argparse.Namespace, io: IO) -> int:
     """Reconcile; exit 0 when nothing is left in doubt."""
-    if args.manifest is None and args.run_dir is None:
-        raise UsageError("reconcile needs MANIFEST or --run-dir DIR.")
+    import anyio
+
+    from batchkling.journal import AccountJournal
+    from batchkling.ledger import Ledger
+
+    # The ledger alone says what is in doubt: the manifest is only a way to name the run.
+    run_dir = run_dir_of(args, "reconcile")
     api = api_settings_from(args)
-    run_dir = run_dir_from(args, args.manifest)
-    if not (run_dir / LEDGER_NAME).exists():
-        raise UsageError(f"no ledger at {run_dir / LEDGER_NAME}: nothing has run there.")
+    ledger_of_run(args.manifest, run_dir)
     journal = AccountJournal.open(state_dir_from_env(), api.base, api.key)
     with contextlib.closing(journal), Ledger.open(run_dir) as ledger:
         for warning in ledger.warnings:
@@ -74,7 +78,7 @@ def cmd_reconcile(args: argparse.Namespace, io: IO) -> int:
             return 0
         print_reconciliation(outcome, io)
         left = [k for k, r in ledger.state.jobs.items() if r.state is JobState.IN_DOUBT]
-        print(f"{len(left)} job(s) still in doubt.", file=io.out)
+        print(f"{plural(len(left), 'job')} still in doubt.", file=io.out)
         return 0 if not left and outcome.unavailable is None else 1
 
 

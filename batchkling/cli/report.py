@@ -10,32 +10,29 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from batchkling.cli._io import IO
 from batchkling.cli._manifest_args import (
     add_shot_overrides,
-    load_manifest_from_args,
+    ledger_of_run,
+    manifest_of_run,
     parse_budget,
+    run_dir_of,
 )
-from batchkling.cli._options import add_run_dir_option, existing_ledger, warn_torn_tail
-from batchkling.errors import BatchklingError, UsageError
-from batchkling.ledger import LEDGER_NAME, LOCK_NAME, read_ledger
-from batchkling.manifest.load import load_manifest
-from batchkling.model import Manifest
+from batchkling.cli._options import add_run_dir_option, warn_torn_tail
+from batchkling.errors import UsageError
+from batchkling.ledger import LEDGER_NAME, LOCK_NAME
 from batchkling.preflight.image_fetch import CACHE_FILE
-from batchkling.report.build import (
-    FORMATS,
-    Report,
-)
-from batchkling.report.publish import assemble_report, recorded_sha, render_report, write_report
-from batchkling.report.rows import (
-    default_run_dir,
-)
-from batchkling.state import fold
+from batchkling.report.build import FORMATS
 from batchkling.video.rules import VIDEOS_DIR, looks_like_video
+
+if TYPE_CHECKING:
+    from batchkling.cli._io import IO
+    from batchkling.report.build import Report
+
+# The report's assembly is imported when the command runs, so that building the
+# parser for any command loads none of it.
 
 __all__ = ["PROTECTED_NAMES", "cmd_report", "protected_reason", "register"]
 
@@ -88,47 +85,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_report, strict=False)
 
 
-def _manifest_of_header(header: Mapping[str, Any] | None, io: IO) -> Manifest | None:
-    """The manifest the ledger was made for, when it can still be read; else a warning."""
-    path = header.get("manifest") if header is not None else None
-    if not isinstance(path, str):
-        return None
-    try:
-        return load_manifest(path)
-    except BatchklingError as exc:
-        print(
-            f"batchkling: warning: cannot read the manifest {path} named by the ledger "
-            f"({exc.message}); the report shows the ledger only.",
-            file=io.err,
-        )
-        return None
-
-
 def cmd_report(args: argparse.Namespace, io: IO) -> int:
     """Write the report and print its path, or print it (``-o -``)."""
-    manifest = load_manifest_from_args(args, io) if args.manifest is not None else None
-    if args.run_dir is not None:
-        run_dir = Path(args.run_dir).absolute()
-    elif manifest is not None:
-        run_dir = default_run_dir(manifest.path)
-    else:
-        raise UsageError("report needs MANIFEST or --run-dir DIR.")
-    _refuse_protected(args.output, run_dir)
-    ledger_path = existing_ledger(run_dir, required=manifest is None)
-    read = read_ledger(ledger_path)
-    warn_torn_tail(ledger_path, read.torn_tail, io)
-    st = fold(read.events)
-    if manifest is None:
-        manifest = _manifest_of_header(st.header, io)
-    recorded = recorded_sha(read.events)
-    if manifest is not None and recorded is not None and recorded != manifest.sha256:
-        print(
-            f"batchkling: warning: {manifest.path} changed since the last run; "
-            "the report shows its current prompts and images.",
-            file=io.err,
-        )
+    from batchkling.report.publish import assemble_report, read_run
 
-    report = assemble_report(run_dir, manifest, read.events, st, budget=args.budget)
+    run_dir = run_dir_of(args, "report")
+    _refuse_protected(args.output, run_dir)
+    ledger_path = ledger_of_run(args.manifest, run_dir)
+    read = read_run(ledger_path)  # folded as it is read: no list of events is kept
+    warn_torn_tail(ledger_path, read.torn_tail, io)
+    st = read.state
+    # As the latest run loaded it, so that images resolve to the copies it kept.
+    manifest = manifest_of_run(args, st, run_dir, io, show_warnings=args.manifest is not None)
+
+    report = assemble_report(run_dir, manifest, read, budget=args.budget)
     _write(report, args.format, args.output, run_dir, io)
     return 0
 
@@ -173,8 +143,10 @@ def _refuse_protected(output: str | None, run_dir: Path) -> None:
 
 def _write(report: Report, fmt: str, output: str | None, run_dir: Path, io: IO) -> None:
     """Print the report (``-o -``), or write it and print where."""
+    from batchkling.report.publish import stream_report, write_report
+
     if output == "-":
-        io.out.write(render_report(report, fmt, Path.cwd()))
+        stream_report(report, fmt, io.out, Path.cwd())
         return
     target = Path(output) if output else run_dir / f"report.{fmt}"
     print(write_report(report, fmt, target), file=io.out)

@@ -13,26 +13,27 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from batchkling.cli._io import IO
+from batchkling._util import plural, span, thousands
+from batchkling.cli._ending import end_run, notify_refusal
 from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
 from batchkling.cli._options import (
     ApiSettings,
     add_api_options,
+    add_reach_option,
     add_run_dir_option,
     api_settings_from,
     client_from,
     print_reconciliation,
     run_dir_from,
     state_dir_from_env,
+    unreachable_message,
 )
 from batchkling.cli._types import finite_seconds, positive_seconds, seconds_range
-from batchkling.cli.audit import write_audit
-from batchkling.errors import UsageError
-from batchkling.model import DEFAULT_CONCURRENCY, DEFAULT_RATE, JobState, Manifest
+from batchkling.cli._upload_args import uploader_from
+from batchkling.errors import BatchklingError, UnreachableError, UsageError
+from batchkling.model import DEFAULT_CONCURRENCY, DEFAULT_RATE
 from batchkling.reconcile.match import DEFAULT_SETTLE
-from batchkling.run.events import Checked, Opened, Planned, Reconciled, RunEvent, Started
+from batchkling.run.notify import COMMAND_TIMEOUT
 from batchkling.run.options import (
     DEFAULT_GONE_AFTER,
     DEFAULT_POLL_MAX,
@@ -45,12 +46,19 @@ from batchkling.run.options import (
 )
 
 if TYPE_CHECKING:
+    import anyio
+
+    from batchkling.cli._io import IO
     from batchkling.cli._progress import ProgressPrinter
     from batchkling.journal import AccountJournal
-    from batchkling.reconcile.audit import Audit
+    from batchkling.model import Manifest
+    from batchkling.preflight.reach import ReachWatch
+    from batchkling.run.events import RunEvent
     from batchkling.run.selection import Selection
+    from batchkling.storage.prepare import Uploader
 
 __all__ = ["cmd_run", "parse_poll_interval", "register"]
+
 
 # The run's machinery (the HTTP stack, the runner, the progress bar) is imported
 # when the command runs, so that building the parser for any command loads none of it.
@@ -69,6 +77,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_api_options(p)
     _add_selection_options(p)
     _add_pacing_options(p)
+    _add_notify_options(p)
+    add_reach_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument(
         "--skip-preflight",
@@ -89,6 +99,35 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="never read the credits usage: in-doubt jobs stay in doubt",
     )
     p.set_defaults(handler=cmd_run)
+
+
+def _add_notify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--notify",
+        metavar="CMD",
+        help="when the run ends, run CMD through the shell with the verdict in BATCHKLING_* "
+        "variables (its output goes to stderr)",
+    )
+    p.add_argument(
+        "--notify-url",
+        type=_http_url,
+        metavar="URL",
+        help="when the run ends, POST the verdict as JSON to URL (10 s timeout, no retry)",
+    )
+    p.add_argument(
+        "--notify-timeout",
+        type=positive_seconds,
+        default=COMMAND_TIMEOUT,
+        metavar="S",
+        help=f"how long the --notify command may run before it is stopped "
+        f"(default {COMMAND_TIMEOUT:g})",
+    )
+
+
+def _http_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")) or len(text) < 9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL")
+    return text
 
 
 def _add_selection_options(p: argparse.ArgumentParser) -> None:
@@ -115,6 +154,11 @@ def _add_selection_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send a request even when another run directory of this account already has it "
         "running or done (it is paid again)",
+    )
+    p.add_argument(
+        "--serial-creates",
+        action="store_true",
+        help="send creates of one price one at a time always, not only after a lost answer",
     )
 
 
@@ -205,12 +249,17 @@ def _options_from(args: argparse.Namespace) -> RunOptions:
         resubmit_in_doubt=args.resubmit_in_doubt,
         rerender_changed=args.rerender_changed,
         allow_duplicate=args.allow_duplicate,
+        serial_creates=args.serial_creates,
+        reach_timeout=args.reach_timeout,
     )
 
 
 def cmd_run(args: argparse.Namespace, io: IO) -> int:
     """Run the manifest; the exit status says whether every job ended where it should."""
+    import anyio
+
     from batchkling.cli._progress import ProgressPrinter
+    from batchkling.preflight.reach import ReachWatch
 
     api = api_settings_from(args)  # first: a missing key is reported before anything is read
     options = _options_from(args)
@@ -221,17 +270,34 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
     display = _Display(
         io, printer, manifest, run_dir, quiet=args.quiet, skip_preflight=args.skip_preflight
     )
+    reach = ReachWatch()
+    uploader = uploader_from(args, manifest, say=None if args.quiet else printer.message)
     try:
         result = anyio.run(
-            _run, manifest, run_dir, api, options, display, not args.skip_preflight, journal
+            _run,
+            manifest,
+            run_dir,
+            api,
+            options,
+            display,
+            not args.skip_preflight,
+            journal,
+            reach,
+            uploader,
         )
+    except UnreachableError as exc:
+        print(f"batchkling: error: {unreachable_message(api, exc)}", file=io.err)
+        notify_refusal(args, exc, manifest, run_dir, io)
+        return exc.exit_code
+    except BatchklingError as exc:
+        # Refused or stopped (pre-flight, budget, the run directory): the notifiers hear
+        # of it too; the error itself is printed as for any command.
+        notify_refusal(args, exc, manifest, run_dir, io)
+        raise
     finally:
         printer.close()
         journal.close()
-    _print_summary(result, manifest, run_dir, io)
-    if result.account_error is not None and not result.interrupted:
-        print(f"batchkling: error: {result.account_error}", file=io.err)
-    return result.exit_status
+    return end_run(result, args, api, manifest, run_dir, reach, io)
 
 
 def _open_journal(api: ApiSettings) -> AccountJournal:
@@ -249,14 +315,19 @@ async def _run(
     display: _Display,
     preflight: bool,
     journal: AccountJournal,
+    reach: ReachWatch,
+    uploader: Uploader | None = None,
 ) -> RunResult:
+    import anyio
+
     from batchkling.run.session import run_manifest
 
     stop, started = anyio.Event(), anyio.Event()
     display.started = started
     failure: Exception | None = None
-    async with client_from(api, pooled=True) as (client, http), anyio.create_task_group() as tg:
-        tg.start_soon(_watch_signals, started, stop, display.printer, options.create_answer_timeout)
+    connection = client_from(api, pooled=True, reach=reach)
+    async with connection as (client, http), anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, started, stop, display, options.create_answer_timeout)
         try:
             result = await run_manifest(
                 manifest,
@@ -269,6 +340,7 @@ async def _run(
                 rate=api.rate,
                 stop=stop,
                 journal=journal,
+                uploader=uploader,
             )
         except Exception as exc:
             failure = exc  # raised below as it is, not wrapped in the task group's group
@@ -279,8 +351,10 @@ async def _run(
 
 
 async def _watch_signals(
-    started: anyio.Event, stop: anyio.Event, printer: ProgressPrinter, answer_timeout: float
+    started: anyio.Event, stop: anyio.Event, display: _Display, answer_timeout: float
 ) -> None:
+    import anyio
+
     from batchkling.run.session import EXIT_INTERRUPTED
 
     await started.wait()  # until the work starts, a signal interrupts as for any command
@@ -289,14 +363,32 @@ async def _watch_signals(
         async for _ in signals:
             seen += 1
             if seen == 1:
-                printer.message(
-                    "batchkling: stopping: no new creates; waiting for creates already sent "
-                    f"(at most {answer_timeout:g} s). Press Ctrl-C again to quit at once."
-                )
+                display.say(_first_stop_message(display.sending, answer_timeout))
                 stop.set()
             else:
-                # The ledger is consistent after every single write; leave now.
+                display.say(SECOND_STOP)
+                # The ledger is consistent after every single write; leave now (flushed
+                # first: ``os._exit`` skips it).
+                display.io.err.flush()
                 os._exit(EXIT_INTERRUPTED)
+
+
+SECOND_STOP = (
+    "batchkling: stopping now; a create in flight may be in doubt, the next run settles it"
+)
+
+
+def _first_stop_message(sending: int, answer_timeout: float) -> str:
+    """What the first Ctrl-C prints: a wait to sit through only when creates await answers."""
+    if not sending:
+        return (
+            "batchkling: stopping: no new creates; no create awaits an answer, so the run ends now."
+        )
+    return (
+        f"batchkling: stopping: no new creates; waiting for the answer to "
+        f"{plural(sending, 'create')} already sent (at most {span(answer_timeout)}). "
+        "Press Ctrl-C again to quit at once."
+    )
 
 
 class _Display:
@@ -319,11 +411,22 @@ class _Display:
         self._quiet = quiet
         self._skip_preflight = skip_preflight
         self.started: anyio.Event | None = None  # set once the work starts
+        self.sending = 0  # creates sent whose answer is awaited, as the last progress said
+
+    def say(self, text: str) -> None:
+        """A line on stderr, above the progress bar when one is drawn; even with --quiet."""
+        if not self._quiet:
+            self.printer.message(text)
+        else:
+            print(text, file=self.io.err, flush=True)
 
     def show(self, event: RunEvent) -> None:
         """The progress callback of the run."""
+        from batchkling.run.events import Checked, Opened, Planned, Reconciled, Started
+
         err = self.io.err
         if isinstance(event, Progress):
+            self.sending = event.sending
             self.printer.update(event)
         elif isinstance(event, Opened):
             for warning in event.warnings:
@@ -356,157 +459,12 @@ class _Display:
             print(f"batchkling: {note}", file=err)
         if self._quiet:
             return
-        budget = "no budget" if sel.budget is None else f"budget {sel.budget}"
+        budget = "no budget" if sel.budget is None else f"budget {thousands(sel.budget)}"
         print(
-            f"batchkling: {len(self._manifest.jobs)} jobs; to submit {len(sel.submit)} "
-            f"({sel.to_commit} credits), to poll {len(sel.follow)}, to download "
-            f"{len(sel.download)}; {sel.committed} credits already committed, {budget}; "
+            f"batchkling: {plural(len(self._manifest.jobs), 'job')}; to submit "
+            f"{len(sel.submit)} ({thousands(sel.to_commit)} credits), to poll "
+            f"{len(sel.follow)}, to download {len(sel.download)}; "
+            f"{thousands(sel.committed)} credits already committed, {budget}; "
             f"run directory {self._run_dir}",
             file=err,
         )
-
-
-def _print_summary(result: RunResult, manifest: Manifest, run_dir: Path, io: IO) -> None:
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
-    print(
-        f"{len(manifest.jobs)} jobs: {counts}; {result.credits_committed} credits committed; "
-        f"{result.api_calls} API calls in {result.elapsed:.1f} s",
-        file=io.out,
-    )
-    if result.polls:
-        mean = sum(result.polls.values()) / len(result.polls)
-        delay = result.median_detection_delay
-        extra = f", median detection delay <= {delay:.1f} s" if delay is not None else ""
-        print(f"polls per job {mean:.1f}{extra}", file=io.out)
-    for old, new in result.moves:
-        print(
-            f"moved: {old} -> {new} (the same request under a new key; nothing is rendered again)",
-            file=io.out,
-        )
-    _print_in_doubt(result, io)
-    failed = result.jobs_in(JobState.FAILED)
-    if failed:
-        print(f"failed: {', '.join(failed)} (--retry-failed resubmits them)", file=io.out)
-    _print_findings(result, io)
-    _print_audit(result, io)
-    if result.audit is not None:
-        write_audit(run_dir, result.audit)
-    if result.interrupted:
-        print(
-            f"interrupted. To resume, run the same command again (run directory {run_dir}).",
-            file=io.out,
-        )
-
-
-def _print_in_doubt(result: RunResult, io: IO) -> None:
-    in_doubt = result.jobs_in(JobState.IN_DOUBT)
-    if in_doubt:
-        print(
-            f"in doubt (the create's answer was lost; it may have been charged): "
-            f"{', '.join(in_doubt)}. `batchkling reconcile` checks the account's credits "
-            f"usage; --resubmit-in-doubt sends them again and may pay twice.",
-            file=io.out,
-        )
-    for key in in_doubt:
-        why = result.doubt_reasons.get(key)
-        if why is not None:
-            print(f"{key}: still in doubt: {why}.", file=io.out)
-    if result.held_back:
-        print(
-            "not sent: every slot is held by a create in doubt, which may be generating: "
-            f"{', '.join(result.held_back)}. Run again once they are settled.",
-            file=io.out,
-        )
-
-
-def _print_findings(result: RunResult, io: IO) -> None:
-    for key, value in result.unknown_status.items():
-        print(
-            f"{key}: the API answered the undocumented status {value!r}; treated as running.",
-            file=io.out,
-        )
-    for key, reason in result.fail_reasons.items():
-        print(f"{key}: failed: {reason}.", file=io.out)
-    for key, n in result.finishing.items():
-        if key not in result.fail_reasons:
-            print(f"{key}: answered completed with no video URL yet {n} times.", file=io.out)
-    if result.stalled:
-        print(
-            f"stalled (status unchanged for longer than expected): {', '.join(result.stalled)}",
-            file=io.out,
-        )
-    if result.allowed_at_once is not None:
-        print(
-            f"the account allowed {result.allowed_at_once} at once "
-            f"({result.limit_refusals} creates refused for too many tasks, none charged)",
-            file=io.out,
-        )
-    if result.timed_out:
-        print(f"still running after --task-timeout: {', '.join(result.timed_out)}", file=io.out)
-    for note in result.notes:
-        print(note, file=io.out)
-    for key, other in result.duplicates.items():
-        print(
-            f"{key}: not sent: the same request is already running or done in the run "
-            f"directory {other.run_dir} (job {other.job}, task {other.task_id}); "
-            "--allow-duplicate sends it anyway, and it is paid again.",
-            file=io.out,
-        )
-    for charge in result.orphans:
-        print(
-            f"orphan charge: task {charge.task_id}, {charge.credits:g} credits at "
-            f"{charge.at.isoformat()}, claimed by no job of this run.",
-            file=io.out,
-        )
-
-
-def _print_audit(result: RunResult, io: IO) -> None:
-    """The verdict of the end-of-run audit of the account's charges."""
-    if result.audit_problem is not None:
-        print(f"audit: not done: {result.audit_problem}.", file=io.out)
-    audit = result.audit
-    if audit is None:
-        return
-    if not audit.clean:
-        _print_audit_findings(audit, result, io)
-        return
-    unlisted = sum(1 for j in audit.jobs if j.charges == 0 and j.tasks > 0)
-    doubts = len(result.jobs_in(JobState.IN_DOUBT))
-    found = (
-        f"{len(audit.settled)} charges, {audit.charged:g} credits; "
-        f"{audit.committed} credits committed"
-    )
-    gaps = [f"{unlisted} task(s) not in the credits usage yet"] if unlisted else []
-    gaps += [f"{doubts} job(s) in doubt"] if doubts else []
-    if gaps:
-        verdict = f"no unexplained charge so far ({found}); not proven: {'; '.join(gaps)}"
-    else:
-        verdict = f"clean: every charge of this run directory's runs is in its ledger ({found})"
-    print(f"audit: {verdict}.", file=io.out)
-
-
-def _print_audit_findings(audit: Audit, result: RunResult, io: IO) -> None:
-    if audit.problem is not None:
-        print(
-            f"audit: not proven: the credits usage read is incomplete ({audit.problem}).",
-            file=io.out,
-        )
-    for c in audit.unexplained:
-        print(
-            f"audit: unexplained charge: task {c.task_id}, {c.credits:g} credits at "
-            f"{c.at.isoformat()}: no task of this run directory or of another one of this "
-            "account.",
-            file=io.out,
-        )
-    if audit.unexplained and result.jobs_in(JobState.IN_DOUBT):
-        print(
-            "audit: the jobs in doubt may account for unexplained charges; "
-            "`batchkling reconcile` settles them.",
-            file=io.out,
-        )
-    for j in audit.jobs:
-        if j.twice:
-            print(
-                f"audit: {j.job} was {j.verdict} for {j.tasks} task(s) ({j.credits:g} credits).",
-                file=io.out,
-            )

@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from batchkling.cli._io import IO
-from batchkling.cli._manifest_args import add_shot_overrides
+from batchkling._util import of_budget, plural, thousands
+from batchkling.cli._manifest_args import add_shot_overrides, manifest_of_run, run_dir_of
 from batchkling.cli._options import add_run_dir_option, existing_ledger, warn_torn_tail
-from batchkling.errors import UsageError
-from batchkling.ledger import fold_ledger
-from batchkling.manifest.load import load_manifest
-from batchkling.report.rows import default_run_dir, job_rows, state_counts, write_status_json
+
+if TYPE_CHECKING:
+    from batchkling.cli._io import IO
+    from batchkling.model import Manifest
+    from batchkling.state import RunState
 
 __all__ = ["cmd_status", "register"]
+
+# The ledger, the manifest loader and the rows are imported when the command runs, so
+# that building the parser for any command loads none of them.
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -29,39 +33,47 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_status(args: argparse.Namespace, io: IO) -> int:
-    """Print the state of every job, as a table or (``--json``) one JSON document."""
-    if args.manifest is None and args.run_dir is None:
-        raise UsageError("status needs MANIFEST or --run-dir DIR.")
-    jobs = None
-    if args.manifest is not None:
-        manifest = load_manifest(
-            args.manifest, image_base_url=args.image_base_url, defaults=dict(args.defaults) or None
-        )
-        jobs = manifest.jobs
-        run_dir = args.run_dir or default_run_dir(manifest.path)
-    else:
-        run_dir = args.run_dir
+    """Print the state of every job, as a table or (``--json``) one JSON document.
+
+    The jobs are the manifest's, in its order, as the latest run loaded it (MANIFEST,
+    else the one the ledger names), then any only the ledger knows.
+    """
+    from batchkling.ledger import fold_ledger
+    from batchkling.report.rows import job_rows, state_counts, write_status_json
+
+    run_dir = run_dir_of(args, "status")
     ledger_path = existing_ledger(run_dir, required=args.manifest is None)
     read = fold_ledger(ledger_path)
     warn_torn_tail(ledger_path, read.torn_tail, io)
     st = read.state
-    rows = job_rows(jobs, st, Path(run_dir))
+    # Only the job keys and their order matter here: no image needs to resolve.
+    manifest = manifest_of_run(args, st, run_dir, io, images=False)
+    rows = job_rows(manifest.jobs if manifest is not None else None, st, run_dir)
     if args.json:
-        write_status_json(rows, st, io.out, audit=_last_audit(Path(run_dir)))
+        write_status_json(rows, st, io.out, audit=_last_audit(run_dir))
         return 0
-    counts = ", ".join(f"{k} {v}" for k, v in state_counts(rows).items() if v)
+    counts = ", ".join(f"{k} {thousands(v)}" for k, v in state_counts(rows).items() if v)
+    committed = of_budget(st.credits_committed, _budget(st, manifest))
     print(
-        f"{len(rows)} jobs: {counts or 'none'}; {st.credits_committed} credits committed",
+        f"{plural(len(rows), 'job')}: {counts or 'none'}; {committed} credits committed",
         file=io.out,
     )
     width = max((len(r.key) for r in rows), default=3)
     for r in rows:
         tail = r.output or r.error or ""
         print(
-            f"{r.key:<{width}}  {r.state.value:<9}  {r.credits:>6}  {r.task_id or '-':<36}  {tail}",
+            f"{r.key:<{width}}  {r.state.value:<9}  {thousands(r.credits):>7}  "
+            f"{r.task_id or '-':<36}  {tail}",
             file=io.out,
         )
     return 0
+
+
+def _budget(st: RunState, manifest: Manifest | None) -> int | None:
+    """The budget the latest run was held to; before any run, the manifest's."""
+    if st.last_run is not None:
+        return st.last_run.budget
+    return manifest.budget if manifest is not None else None
 
 
 def _last_audit(run_dir: Path) -> object:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from batchkling._util import of_budget, plural, thousands
 from batchkling.cli._manifest_args import add_manifest_options, load_manifest_from_args
-from batchkling.cost import total_credits
 
 if TYPE_CHECKING:
     from batchkling.cli._io import IO
 
 __all__ = ["cmd_validate", "register"]
+
+# The manifest loader and the price rule are imported by the handler: `validate --help`
+# and every other command's parser load neither.
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -27,22 +30,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_validate)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
-
-
 def cmd_validate(args: argparse.Namespace, io: IO) -> int:
     """Print one line saying the manifest is valid, or raise ``ManifestError``."""
+    from batchkling.cost import total_credits
+
     manifest = load_manifest_from_args(args, io)
     total = total_credits(manifest.jobs)
     summary = (
-        f"{args.manifest}: valid: {_plural(len(manifest.shots), 'shot')}, "
-        f"{_plural(len(manifest.jobs), 'job')}, {total:,} credits"
+        f"{args.manifest}: valid: {plural(len(manifest.shots), 'shot')}, "
+        f"{plural(len(manifest.jobs), 'job')}, {of_budget(total, manifest.budget)} credits"
     )
     if manifest.warnings:
-        summary += f", {_plural(len(manifest.warnings), 'warning')}"
+        summary += f", {plural(len(manifest.warnings), 'warning')}"
     if manifest.budget is not None:
-        fits = "fits" if total <= manifest.budget else "does not fit"
-        summary += f"; {fits} the budget of {manifest.budget:,}"
+        over = total - manifest.budget
+        summary += f"; over the budget by {thousands(over)}" if over > 0 else "; fits the budget"
     print(summary, file=io.out)
     return 0

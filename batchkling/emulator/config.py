@@ -135,6 +135,8 @@ class EmulatorConfig:
     balance: float | None = _setting(None, _a_float, nullable=True, live=False)  # None: unlimited
     refund_failed: bool = _setting(False, _a_bool)
     no_membership: bool = _setting(False, _a_bool)
+    # Inputs: fetch a create's images as the provider does; error 400 when one is no image.
+    fetch_images: bool = _setting(False, _a_bool)
     # Generation. The seed only matters when the generators are built.
     gen_seconds: tuple[float, float] = _setting(DEFAULT_GEN_SECONDS, _a_range)
     seed: int | None = _setting(None, _an_int, nullable=True, live=False)

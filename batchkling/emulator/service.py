@@ -31,6 +31,7 @@ from batchkling.emulator.dialects import (
     status_value,
 )
 from batchkling.emulator.faults import Faults, RateLimiter, UrlSigner, retry_after_header
+from batchkling.emulator.fetch import image_problem
 from batchkling.emulator.frames import FRAME_NAME, render_frame
 from batchkling.emulator.media import Answer, Blob, answer, gzipped, no_length, short_length
 from batchkling.emulator.params import page_limit, request_params, time_param
@@ -198,6 +199,14 @@ class Emulator:
         Count it, maybe inject a server error, check the key, apply the rate limit,
         process finished tasks, run the endpoint, maybe hold the answer back.
         """
+        if endpoint == "create_tool_task" and self._fetches(request):
+            problem = await image_problem(request.body)
+            if problem is not None:
+                self._counters.arrival(request.key, self.clock())
+                self._counters.fault("image_unfetchable")
+                reply = self._refusal(Refused(INVALID_INPUT, problem))
+                self._counters.answer(endpoint, reply.status, reply.error_code)
+                return reply
         # From the clock reading to the answer nothing awaits, so requests are
         # handled in clock order and running counts and record times never go
         # back in time.
@@ -213,6 +222,12 @@ class Emulator:
             await anyio.sleep(delay)
         self._counters.answer(endpoint, "lost" if reply.lost else reply.status, reply.error_code)
         return reply
+
+    def _fetches(self, request: ApiRequest) -> bool:
+        """Whether a create's images are fetched first: asked for, and the key is accepted."""
+        config = self.config
+        keys = config.api_keys
+        return config.fetch_images and bool(request.key) and (not keys or request.key in keys)
 
     def _answer(self, handler: _Handler, request: ApiRequest, now: float) -> Reply:
         config = self.config

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 from batchkling.errors import Problem
+from batchkling.manifest.local import LocalFiles, is_local_name
 from batchkling.manifest.problems import problems_from_errors
 from batchkling.manifest.rules import (
     PROMPT_MAX_CHARS,
@@ -40,6 +42,7 @@ from batchkling.model import (
     MIN_DURATION,
     Shot,
 )
+from batchkling.storage.location import parse_location, parse_public_url
 
 __all__ = ["Builder"]
 
@@ -50,9 +53,14 @@ _FAILED: Any = object()  # a field whose normalisation failed (and was reported)
 class Builder:
     """The state of one validation pass: settings in force, findings, ids seen."""
 
-    def __init__(self, file: str, doc: RawDocument) -> None:
+    def __init__(self, file: str, doc: RawDocument, directory: Path | None = None) -> None:
         self.file = file
         self.doc = doc
+        # Local image names resolve against the manifest's directory.
+        self.local = LocalFiles(directory if directory is not None else Path.cwd())
+        self.local_sha: dict[str, str] = {}  # file: URL -> sha256, of the local images seen
+        self.upload_to: str | None = None
+        self.upload_public_url: str | None = None
         self.problems: list[Problem] = list(doc.problems)
         self.warnings: list[Problem] = []
         self.name: str | None = None
@@ -77,15 +85,56 @@ class Builder:
         budget: int | None,
         image_base_url: str | None,
         defaults: Mapping[str, object] | None,
+        *,
+        upload_to: str | None = None,
+        upload_public_url: str | None = None,
     ) -> None:
-        """Check the top level, then settle name, budget, base URL and defaults."""
+        """Check the top level, then settle name, budget, base URL, uploads and defaults."""
         settings = self.doc.settings
         bad_defaults = self.check_top_level()
         if isinstance(settings.get("name"), str):
             self.name = settings["name"]
         self.settle_budget(budget)
         self.settle_base(image_base_url)
+        self.upload_to = self.upload_setting("upload_to", upload_to, "--upload-to")
+        self.upload_public_url = self.upload_setting(
+            "upload_public_url", upload_public_url, "--upload-public-url"
+        )
         self.settle_defaults(defaults, bad_defaults)
+
+    def upload_setting(self, name: str, flag_value: str | None, flag: str) -> str | None:
+        """``upload_to`` or ``upload_public_url`` (the flag over the manifest), normalised."""
+        value = self.doc.settings.get(name) if flag_value is None else flag_value
+        if not isinstance(value, str):
+            return None
+        try:
+            if name == "upload_to":
+                return str(parse_location(value))
+            return parse_public_url(value)
+        except ValueError as exc:
+            from_flag = f" (from {flag})" if flag_value is not None else ""
+            line = None if from_flag else self.doc.setting_lines.get(name)
+            self.problems.append(Problem(self.file, line, None, name, f"{exc}{from_flag}"))
+            return None
+
+    def require_upload_target(self, shots: list[Shot]) -> None:
+        """A local image needs somewhere to go: one problem, at the first shot that has one."""
+        if self.upload_to is not None or not self.local_sha:
+            return
+        first = next((s for s in shots if s.image_sha256 or s.tail_sha256), None)
+        count = len(self.local_sha)
+        images = "1 local image" if count == 1 else f"{count:,} local images"
+        self.problems.append(
+            Problem(
+                self.file,
+                first.line if first is not None else None,
+                first.id if first is not None else None,
+                ("image" if first is None or first.image_sha256 else "tail_image_url"),
+                f"names a file on this machine ({images} in all), but there is no upload_to "
+                "to put it for the API to fetch; add upload_to: s3://BUCKET/PREFIX/ "
+                "(or gs://, az://) to the manifest or pass --upload-to",
+            )
+        )
 
     def check_top_level(self) -> set[str]:
         """Report what the schema finds at the top level; return the defaults it found bad."""
@@ -164,8 +213,13 @@ class Builder:
         return duration
 
     def url(self, value: str, shot: str | None, line: int | None, field: str) -> Any:
-        """The URL resolved against the base URL, or ``_FAILED``."""
+        """The URL resolved against the base URL (a local file's: ``file:``), or ``_FAILED``."""
         try:
+            # With an invalid base URL, relative names were meant as URLs: not as files.
+            if not self.base_invalid and is_local_name(value, base=self.base):
+                found = self.local.resolve(value)
+                self.local_sha[found.url] = found.sha256
+                return found.url
             return self.resolve(value)
         except RelativeURLError as exc:
             if not self.base_invalid:  # else the base URL's own problem says it all
@@ -322,6 +376,7 @@ class Builder:
             return None
         get = merged.get
         tags = get("tags")
+        local = self.local_sha
         return Shot(
             id=sid,
             prompt=prompt,
@@ -333,4 +388,6 @@ class Builder:
             takes=int(get("takes", DEFAULT_TAKES)),
             tags=() if tags is None else tuple(tags),
             line=line,
+            image_sha256=local.get(image) if local else None,
+            tail_sha256=local.get(tail) if local and tail is not None else None,
         )

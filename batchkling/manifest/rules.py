@@ -14,15 +14,16 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
-
-from jsonschema import Draft202012Validator
 
 from batchkling._util import whole_number
 from batchkling.errors import Problem
 from batchkling.manifest.schemas import load_schema, validator_for
 from batchkling.model import MAX_DURATION, MIN_DURATION
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 __all__ = [
     "BOOL_WORDS",

@@ -21,10 +21,14 @@ from collections.abc import Iterator
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator, ValidationError, validators
-from referencing import Registry, Resource
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, ValidationError
+    from referencing import Registry
+
+# jsonschema (and referencing, attrs under it) is imported when the first validator is
+# made: reading a schema's field names, as building the command line does, needs none of it.
 
 __all__ = ["load_schema", "python_pattern", "schema_names", "schema_registry", "validator_for"]
 
@@ -64,6 +68,8 @@ def load_schema(name: str) -> dict[str, Any]:
 @functools.cache
 def schema_registry() -> Registry[Any]:
     """A registry of every shipped schema under its ``$id``, for cross-file ``$ref``."""
+    from referencing import Registry, Resource
+
     resources_ = []
     for name in schema_names():
         schema = load_schema(name)
@@ -98,10 +104,16 @@ def _pattern(
     validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
 ) -> Iterator[ValidationError]:
     if validator.is_type(instance, "string") and not python_pattern(pattern).search(instance):
+        from jsonschema import ValidationError  # here: only a failing value pays for the lookup
+
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-_Validator: Any = validators.extend(Draft202012Validator, {"pattern": _pattern})
+@functools.cache
+def _validator_class() -> Any:
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 def validator_for(name_or_schema: str | dict[str, Any]) -> Draft202012Validator:
@@ -110,5 +122,5 @@ def validator_for(name_or_schema: str | dict[str, Any]) -> Draft202012Validator:
     Its ``pattern`` keyword means what ECMA-262 means (``python_pattern``).
     """
     schema = load_schema(name_or_schema) if isinstance(name_or_schema, str) else name_or_schema
-    validator: Draft202012Validator = _Validator(schema, registry=schema_registry())
+    validator: Draft202012Validator = _validator_class()(schema, registry=schema_registry())
     return validator

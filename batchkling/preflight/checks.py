@@ -18,7 +18,7 @@ from batchkling.api.answers import Account
 from batchkling.api.client import SjinnClient, make_http_client
 from batchkling.errors import Problem
 from batchkling.model import DEFAULT_IMAGE_TIMEOUT, Manifest
-from batchkling.preflight.account import check_account
+from batchkling.preflight.account import REACH_TIMEOUT, check_account
 from batchkling.preflight.image_fetch import check_images
 from batchkling.preflight.image_rules import problems_for
 
@@ -52,13 +52,16 @@ async def run_preflight(
     run_dir: Path | None = None,
     image_timeout: float = DEFAULT_IMAGE_TIMEOUT,
     rand: Callable[[], float] = random.random,
+    reach_timeout: float = REACH_TIMEOUT,
 ) -> PreflightReport:
     """Check the account for ``needed`` credits (raising ``AccountError``), then every image.
 
     ``http`` fetches the images (a client of its own when None); ``run_dir`` keeps
-    the image cache and the local copies the report shows.
+    the image cache and the local copies the report shows. An API that cannot be
+    reached for ``reach_timeout`` seconds, or that has no account endpoint at its
+    base URL, raises ``UnreachableError``.
     """
-    account = await check_account(client, needed=needed, rand=rand)
+    account = await check_account(client, needed=needed, rand=rand, reach_timeout=reach_timeout)
     if http is None:
         async with make_http_client() as own:
             problems = await check_manifest_images(

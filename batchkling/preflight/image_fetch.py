@@ -25,13 +25,15 @@ is judged as on a first check, in that same request.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import anyio.to_thread
-import httpx
 
 from batchkling._util import write_atomic
 from batchkling.model import DEFAULT_IMAGE_TIMEOUT, Shot
@@ -47,6 +49,7 @@ from batchkling.preflight.image_rules import (
     copy_name,
     distinct_urls,
     examine,
+    examine_local,
     failure_message,
     read_dimensions,
     sniff,
@@ -56,6 +59,12 @@ from batchkling.preflight.image_rules import (
     wants_copy,
     wants_more,
 )
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx is imported by the functions that catch its errors: the report, which reads
+# this module's cache file name and local copies, loads no HTTP stack.
 
 __all__ = [
     "CACHE_FILE",
@@ -135,7 +144,11 @@ async def check_images(
 
     async def check(url: str) -> None:
         async with limiter:
-            results[url] = await fetcher.check(url, cache.get(url))
+            if url.startswith("file:"):
+                # A local image: read from disk, never uploaded here, never cached.
+                results[url] = await anyio.to_thread.run_sync(_check_local, url, copies)
+            else:
+                results[url] = await fetcher.check(url, cache.get(url))
 
     try:
         async with anyio.create_task_group() as group:
@@ -194,6 +207,8 @@ class _Fetcher:
 
     async def _head(self, url: str) -> ImageInfo | _Answer | None:
         """The HEAD step: a final ImageInfo, the facts it gave, or None to go on with GET alone."""
+        import httpx
+
         await self._before()
         try:
             with anyio.fail_after(self.timeout):
@@ -231,6 +246,8 @@ class _Fetcher:
         self, url: str, headers: dict[str, str], asked: int | None
     ) -> _Answer | ImageInfo:
         """One GET: ranged when ``asked`` is set, else the whole file for a local copy."""
+        import httpx
+
         await self._before()
         read = _Read()
         with anyio.CancelScope(deadline=anyio.current_time() + self.timeout) as scope:
@@ -330,6 +347,8 @@ def _outcome(
     url: str, read: _Read, asked: int | None, *, interrupted: bool, timeout: float
 ) -> _Answer | ImageInfo:
     """The answer a GET gave, or the error when it was cut short before it could be judged."""
+    import httpx
+
     facts, body = read.facts, bytes(read.body)
     if facts is None or (interrupted and not _judgeable(body)):
         if read.failed is None or isinstance(read.failed, httpx.TimeoutException):
@@ -391,6 +410,33 @@ def save_cache(cache_dir: Path, entries: dict[str, ImageInfo]) -> None:
     text = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
     cache_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(cache_dir / CACHE_FILE, text)
+
+
+def _check_local(url: str, copies: Path | None) -> ImageInfo:
+    """Judge a local file as an image, keeping a copy (for the report) when it can be used."""
+    path = Path(unquote(urlsplit(url).path))
+    try:
+        with open(path, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            # Over the limit, only the first bytes matter: enough to say what it is.
+            data = stream.read(MAX_HEADER_BYTES if size > MAX_BYTES else size)
+    except OSError as exc:
+        return ImageInfo(url, error=f"cannot be read ({exc.strerror or exc}).")
+    info = examine_local(url, data, size=size)
+    if copies is not None and info.kind is not None and wants_copy(info):
+        copy = copies / copy_name(url, info.kind)
+        if not _copy_current(copy, path, size):
+            _write_copy(copies, url, info.kind, data)
+    return info
+
+
+def _copy_current(copy: Path, source: Path, size: int) -> bool:
+    """True when the copy of a local file is newer than the file and of its size."""
+    try:
+        kept = copy.stat()
+        return kept.st_size == size and kept.st_mtime_ns >= source.stat().st_mtime_ns
+    except OSError:
+        return False
 
 
 def _write_copy(directory: Path, url: str, kind: str, data: bytes) -> None:

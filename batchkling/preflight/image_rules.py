@@ -19,8 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from http import HTTPStatus
 from typing import Any
-
-import imagesize
+from urllib.parse import unquote, urlsplit
 
 from batchkling.errors import Problem
 from batchkling.model import Manifest, Shot
@@ -44,6 +43,7 @@ __all__ = [
     "dimension_problems",
     "distinct_urls",
     "examine",
+    "examine_local",
     "failure_message",
     "media_type",
     "problems_for",
@@ -165,6 +165,8 @@ def read_dimensions(prefix: bytes | bytearray) -> tuple[int, int] | None:
     ``imagesize`` answers (-1, -1) both for a prefix cut before the header ends and
     for a damaged header; the caller knows which by whether it holds the whole file.
     """
+    import imagesize  # here: the report reads these rules and never an image header
+
     width, height = imagesize.get(io.BytesIO(bytes(prefix)))
     if int(width) <= 0 or int(height) <= 0:
         return None
@@ -290,6 +292,20 @@ def examine(
     )
 
 
+def examine_local(url: str, data: bytes, *, size: int) -> ImageInfo:
+    """Judge a local file (``url`` its ``file:`` URL) by the same rules as a fetched image.
+
+    ``data`` is the whole file, or its first bytes when ``size`` (the file's size)
+    is already over the limit. Its type is what its signature proves, so no
+    content-type warning applies.
+    """
+    kind = sniff(data)
+    declared = f"image/{kind}" if kind is not None else None
+    return examine(
+        url, status=200, content_type=declared, size=size, prefix=data, complete=len(data) >= size
+    )
+
+
 def _unreadable_header(kind: str, read: int, complete: bool) -> str:
     """The error of an image whose width and height are not in the ``read`` bytes."""
     name = kind.upper() if kind != "webp" else "WebP"
@@ -397,6 +413,13 @@ def copy_name(url: str, kind: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16] + EXTENSIONS[kind]
 
 
+def _shown(url: str) -> str:
+    """How a problem names an image: a local file by its path, any other by its URL."""
+    if url.startswith("file:"):
+        return unquote(urlsplit(url).path)
+    return url
+
+
 def problems_for(
     source: Manifest | Iterable[Shot],
     infos: Mapping[str, ImageInfo],
@@ -420,10 +443,11 @@ def problems_for(
         for field, info in (("image", start), ("tail_image_url", tail)):
             if info is None:
                 continue
+            shown = _shown(info.url)
             if info.error is not None:
-                found.append(Problem(where, shot.line, shot.id, field, f"{info.url} {info.error}"))
+                found.append(Problem(where, shot.line, shot.id, field, f"{shown} {info.error}"))
             elif info.warning is not None:
-                message = f"{info.url} {info.warning}"
+                message = f"{shown} {info.warning}"
                 found.append(Problem(where, shot.line, shot.id, field, message, warning=True))
         if start is not None and tail is not None and start.ok and tail.ok:
             warning = tail_aspect_warning(start, tail)

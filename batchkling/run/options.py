@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from batchkling.errors import AccountError
 from batchkling.journal import Elsewhere
-from batchkling.model import DEFAULT_CONCURRENCY, JobState
+from batchkling.model import DEFAULT_CONCURRENCY, DEFAULT_REACH_TIMEOUT, JobState
 from batchkling.reconcile.audit import Audit
 from batchkling.reconcile.match import DEFAULT_SETTLE, Charge
 
@@ -60,6 +60,8 @@ class RunOptions:
     create_answer_timeout: float = CREATE_ANSWER_TIMEOUT
     usage_settle: float | None = DEFAULT_SETTLE  # None: no reconciliation during the run
     doubt_gap: float = 1.0  # pause of one price's creates after an in-doubt create
+    # Creates of one price one at a time always, not only after a lost answer.
+    serial_creates: bool = False
     gone_after: float = DEFAULT_GONE_AFTER  # "not found" this long: the task is gone
     stall_after: float = DEFAULT_STALL_AFTER  # unchanged this long (before any finish): stalled
     finishing_polls: int = FINISHING_POLLS  # "completed" answers without a URL before failing
@@ -69,11 +71,16 @@ class RunOptions:
     resubmit_in_doubt: bool = False
     rerender_changed: bool = False
     allow_duplicate: bool = False  # send a request already running or done in another run dir
+    reach_timeout: float = DEFAULT_REACH_TIMEOUT  # pre-flight's tries of an API it cannot reach
 
 
 @dataclass(frozen=True)
 class Progress:
-    """A snapshot sent to the progress callback after every change."""
+    """A snapshot sent to the progress callback after every change, and at least once a second.
+
+    ``counts`` is the ledger's fold, where a create still being sent is ``in_doubt``
+    too; ``sending`` tells those apart (see ``in_doubt``).
+    """
 
     total: int
     counts: dict[str, int]
@@ -81,6 +88,15 @@ class Progress:
     budget: int | None
     message: str | None = None
     limit: int | None = None  # creates allowed in flight now (adaptive concurrency)
+    sending: int = 0  # creates of this run whose intent is written and whose answer is awaited
+    activity: str | None = None  # what the run is doing, in words, when no job moves
+    eta: float | None = None  # seconds left, from this run's own speed; None: no basis yet
+    elapsed: float = 0.0  # seconds since the work started
+
+    @property
+    def in_doubt(self) -> int:
+        """Creates whose answer was lost (or left unanswered by an earlier run)."""
+        return max(0, self.counts.get(JobState.IN_DOUBT.value, 0) - self.sending)
 
 
 @dataclass
@@ -115,6 +131,11 @@ class RunResult:
     exit_status: int = 0
     api_calls: int = 0
     elapsed: float = 0.0  # seconds from the run's start to its end
+    # What pushed back, from the request gate: answers 429 and 5xx, and how long every
+    # request was held back for them in all.
+    answers_429: int = 0
+    answers_5xx: int = 0
+    paused_seconds: float = 0.0
 
     @property
     def median_detection_delay(self) -> float | None:

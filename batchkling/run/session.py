@@ -42,6 +42,7 @@ from batchkling.run.runner import Runner
 from batchkling.run.selection import Selection, plan_moves, select_work
 from batchkling.run.settle import journal_adoptions
 from batchkling.schedule import Rate
+from batchkling.storage.prepare import Uploader, prepare_images
 
 __all__ = [
     "EXIT_INCOMPLETE",
@@ -104,6 +105,7 @@ async def run_manifest(
     rate: Rate | None = None,
     stop: anyio.Event | None = None,
     journal: AccountJournal | None = None,
+    uploader: Uploader | None = None,
 ) -> RunResult:
     """Render ``manifest`` in ``run_dir``; running it again resumes. Raises what refuses the run.
 
@@ -118,6 +120,8 @@ async def run_manifest(
     as started, ``PreflightError`` or an ``AccountError`` from pre-flight before
     any create, ``RunDirWriteError`` once the run directory or the journal cannot
     be written; an account refused mid-run is ``RunResult.account_error`` instead.
+    ``uploader`` puts the manifest's local images in the object store after
+    pre-flight and before the first create (``StorageError`` when it cannot).
     """
     opt = options if options is not None else RunOptions()
     emit = progress if progress is not None else _ignore
@@ -139,6 +143,7 @@ async def run_manifest(
                 preflight=preflight,
                 stop=stop,
                 journal=journal,
+                uploader=uploader,
             )
         except BatchklingError as exc:
             _record_refusal(ledger, client, exc)
@@ -192,6 +197,10 @@ def _finish(
     result.exit_status = exit_status(result, no_download=opt.no_download, no_wait=opt.no_wait)
     result.api_calls = _api_calls(client)
     result.elapsed = time.monotonic() - since
+    if client.gate is not None:  # what pushed back, for the summary
+        result.answers_429 = client.gate.answers_429
+        result.answers_5xx = client.gate.answers_5xx
+        result.paused_seconds = client.gate.paused_seconds
     ledger.append_sync(
         "run_ended",
         None,
@@ -212,6 +221,7 @@ async def _work(
     preflight: bool,
     stop: anyio.Event | None,
     journal: AccountJournal | None,
+    uploader: Uploader | None = None,
 ) -> RunResult:
     run_dir = ledger.run_dir
     lag, reasons = await _reconcile_first(manifest, ledger, client, opt, emit, journal)
@@ -219,11 +229,18 @@ async def _work(
     emit(Planned(selection))
     if preflight and selection.submit:
         report = await run_preflight(
-            client, manifest, needed=selection.to_commit, http=http, run_dir=run_dir
+            client,
+            manifest,
+            needed=selection.to_commit,
+            http=http,
+            run_dir=run_dir,
+            reach_timeout=opt.reach_timeout,
         )
         emit(Checked(report.account, report.warnings))
         if report.errors:
             raise PreflightError(list(report.errors))
+    if manifest.has_local_images:
+        manifest, selection = await _upload(manifest, ledger, opt, selection, uploader, http)
     runner = Runner(
         jobs=manifest.jobs,
         selection=selection,
@@ -248,6 +265,23 @@ async def _work(
         raise failure
     result.doubt_reasons = {**reasons, **result.doubt_reasons}
     return result
+
+
+async def _upload(
+    manifest: Manifest,
+    ledger: Ledger,
+    opt: RunOptions,
+    selection: Selection,
+    uploader: Uploader | None,
+    http: httpx.AsyncClient | None,
+) -> tuple[Manifest, Selection]:
+    """After pre-flight, before the first create: the local images of the work get URLs."""
+    needs = [job for job, _ in selection.submit] + list(selection.left_in_doubt)
+    if not needs:
+        return manifest, selection
+    run_dir = ledger.run_dir
+    manifest, _ = await prepare_images(manifest, uploader, run_dir=run_dir, jobs=needs, http=http)
+    return manifest, _select(manifest, ledger, run_dir, opt)  # the same work, with those URLs
 
 
 async def _reconcile_first(
@@ -326,7 +360,11 @@ def _record_start(ledger: Ledger, manifest: Manifest, opt: RunOptions, rate: Rat
         None,
         pid=os.getpid(),
         version=__version__,
+        # How the manifest was loaded, so that later commands load it again the same
+        # way without the flags (never the API key: it is no manifest setting).
+        manifest=str(Path(manifest.path).absolute()),
         manifest_sha256=manifest.sha256,
+        overrides=manifest.overrides,
         budget=manifest.budget,
         concurrency=opt.concurrency,
         **extra,

@@ -143,7 +143,10 @@ def _floor(path: str) -> Callable[[], dict[str, Any]]:
 def _command(name: str, path: str) -> Callable[[], dict[str, Any]]:
     import io
 
-    from batchkling.cli import _commands, main  # noqa: F401 - every command imported up front
+    # What the two commands use is imported up front, as the floor imports its libraries
+    # (a command line imports only the command it names, when it runs).
+    from batchkling.cli import main, plan, validate  # noqa: F401
+    from batchkling.manifest import load, yaml_reader  # noqa: F401
 
     argv = [name, path, "--image-base-url", BASE]
 

@@ -58,9 +58,10 @@ BAD_INPUTS: list[tuple[str, bytes, str]] = [
      "use true/false, yes/no or 1/0"),
     ("duration.yaml", b"version: 1\nshots:\n" + SHOT.encode() + b"    duration: five\n",
      "duration.yaml:6: shot s01: duration: 'five' is not a number of seconds"),
-    ("relative.yaml", b"version: 1\nshots:\n  - {id: s01, prompt: p, image: s01.png}\n",
-     "relative.yaml:3: shot s01: image: 's01.png' is a relative URL but no image_base_url is set; "
-     "set it in the manifest or pass --image-base-url"),
+    ("relative.yaml", b"version: 1\nshots:\n  - {id: s01, prompt: p, image: relative.yaml}\n",
+     "relative.yaml:3: shot s01: image: names a file on this machine (1 local image in all), but "
+     "there is no upload_to to put it for the API to fetch; add upload_to: s3://BUCKET/PREFIX/ "
+     "(or gs://, az://) to the manifest or pass --upload-to"),
     ("ftp.yaml", b"version: 1\nshots:\n  - {id: s01, prompt: p, image: 'ftp://x.example.com/a'}\n",
      "ftp.yaml:3: shot s01: image: 'ftp://x.example.com/a' must be an http or https URL, not ftp:"),
     ("ids.yaml", b"version: 1\nshots:\n" + SHOT.encode() + SHOT.replace("s01", "S01", 1).encode(),
@@ -96,8 +97,17 @@ def test_validate_valid_reports_jobs(here: Path) -> None:
     status, out, err = run("validate", STORYBOARD)
     assert (status, err) == (0, "")
     assert (
-        out
-        == f"{STORYBOARD}: valid: 24 shots, 30 jobs, 48,000 credits; fits the budget of 60,000\n"
+        out == f"{STORYBOARD}: valid: 24 shots, 30 jobs, 48,000 / 60,000 credits; fits the budget\n"
+    )
+
+
+def test_validate_over_budget_says_by_how_much(here: Path) -> None:
+    """Over its budget a manifest is still valid (exit 0); the line says by how much."""
+    status, out, err = run("validate", STORYBOARD, "--budget", "1000")
+    assert (status, err) == (0, "")
+    assert out == (
+        f"{STORYBOARD}: valid: 24 shots, 30 jobs, 48,000 / 1,000 credits; "
+        "over the budget by 47,000\n"
     )
 
 
@@ -173,7 +183,7 @@ def test_plan_table() -> None:
         "pro            1         5       1,500\n"
         "total          3        20       4,500\n"
         "\n"
-        "budget: 5,000 credits, 500 to spare\n"
+        "budget: 4,500 / 5,000 credits, 500 to spare\n"
     )
 
 
@@ -181,7 +191,7 @@ def test_plan_over_budget_exits_3_with_the_fitting_change() -> None:
     """Over budget: exit 3, and stderr says by how much and what change would fit."""
     status, out, err = run("plan", STORYBOARD, "--budget", "45000")
     assert status == 3
-    assert out.endswith("budget: 45,000 credits, over by 3,000\n")
+    assert out.endswith("budget: 48,000 / 45,000 credits, over by 3,000\n")
     assert err == (
         "batchkling: error: The plan needs 48,000 credits but the budget is 45,000: over by 3,000 "
         "credits. To fit, switch the 3 longest pro jobs to standard (s23, s24#1, s24#2): "
@@ -300,7 +310,7 @@ def test_console_script_validates_and_plans(tmp_path: Path) -> None:
         [str(script), "validate", QUICKSTART], capture_output=True, text=True, timeout=60
     )
     assert (done.returncode, done.stderr) == (0, "")
-    assert "valid: 3 shots, 3 jobs, 4,500 credits" in done.stdout
+    assert "valid: 3 shots, 3 jobs, 4,500 / 5,000 credits" in done.stdout
     done = subprocess.run(
         [sys.executable, "-m", "batchkling", "plan", QUICKSTART, "--budget", "100"],
         capture_output=True,

@@ -33,6 +33,7 @@ def test_every_flag_reaches_the_emulator_config() -> None:
     args = parse(
         *("--api-key", "k1", "--api-key", "k2", "--balance", "5000", "--refund-failed"),
         *("--no-membership", "--gen-seconds", "1,3", "--seed", "9", "--fail-rate", "0.2"),
+        "--fetch-images",
         *("--errors-as-http", "--failed-status", "2", "--extra-status", "3"),
         *("--cursor-field", "nextCursor", "--download-content-type", "application/octet-stream"),
         *("--failure-field", "error_msg", "--cover-url"),
@@ -54,6 +55,7 @@ def test_every_flag_reaches_the_emulator_config() -> None:
         "balance": 5000.0,
         "refund_failed": True,
         "no_membership": True,
+        "fetch_images": True,
         "gen_seconds": [1.0, 3.0],
         "seed": 9,
         "fail_rate": 0.2,

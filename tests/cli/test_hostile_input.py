@@ -184,7 +184,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert proc.stdout is not None and proc.stderr is not None
-    assert proc.stdout.readline().startswith(b"3000 jobs")
+    assert proc.stdout.readline().startswith(b"3,000 jobs")
     proc.stdout.close()  # what `head -1` does
     with proc.stderr:
         err = proc.stderr.read().decode()

@@ -229,7 +229,7 @@ def test_two_simultaneous_same_price_stay_in_doubt_and_orphans(
     res = run_cli("reconcile", str(manifest), "--api-base", emu.base_url)
     assert res.code == 1
     assert res.err.count("still in doubt") == 2
-    assert "orphan charge: task orphan-task, 4500 credits" in res.err
+    assert "orphan charge: task orphan-task, 4,500 credits" in res.err
     st = fold_ledger(tmp_path / "board.run" / "ledger.jsonl").state
     assert {r.state.value for r in st.jobs.values()} == {"in_doubt"}
 
@@ -269,7 +269,7 @@ def test_run_reports_orphan_charges(tmp_path: Path, live_emulator_factory: Facto
     _charge(emu, 4500, datetime.now(timezone.utc), task_id="somebody-elses-task")
     res = run_cli("run", str(manifest), "--api-base", emu.base_url, *FAST)
     assert res.code == 0, res.out + res.err
-    assert "orphan charge: task somebody-elses-task, 4500 credits" in res.out
+    assert "orphan charge: task somebody-elses-task, 4,500 credits" in res.out
     assert emu.stats()["tasks_created"] == 1
 
 

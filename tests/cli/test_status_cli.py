@@ -31,7 +31,7 @@ def test_status_of_a_run_dir_alone(tmp_path: Path) -> None:
     assert doc["credits_committed"] == 2500
     assert doc["counts"]["running"] == 1 and doc["counts"]["in_doubt"] == 1
     text = run_cli("status", "--run-dir", str(tmp_path))
-    assert text.code == 0 and "2 jobs: in_doubt 1, running 1; 2500 credits committed" in text.out
+    assert text.code == 0 and "2 jobs: in_doubt 1, running 1; 2,500 credits committed" in text.out
 
 
 def test_status_works_while_a_run_holds_the_lock_and_leaves_a_torn_tail(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_status_works_while_a_run_holds_the_lock_and_leaves_a_torn_tail(tmp_path
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `run` holds it
         res = run_cli("status", "--run-dir", str(tmp_path))
     assert res.code == 0 and "torn" in res.err
-    assert "2500 credits committed" in res.out
+    assert "2,500 credits committed" in res.out
     assert (tmp_path / LEDGER_NAME).read_text().endswith('{"ts": "2026')
 
 

@@ -18,7 +18,14 @@ from tests.emulator_fixtures import TEST_KEY, FakeClock, kling_body
 PACKAGE = Path(batchkling.emulator.__file__).parent
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 # Shared pure rules: constants and prices, nothing that talks to the API.
-SHARED = ("batchkling.model", "batchkling.cost", "batchkling._util", "batchkling._time")
+# image_rules is pure: --fetch-images judges a fetched image by the signatures pre-flight uses.
+SHARED = (
+    "batchkling.model",
+    "batchkling.cost",
+    "batchkling._util",
+    "batchkling._time",
+    "batchkling.preflight.image_rules",
+)
 # The modules that write HTTP answers; the service and everything it uses come first.
 WEB = {"wire", "responses", "routes", "files", "admin", "app"}
 

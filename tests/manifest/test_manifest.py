@@ -379,9 +379,9 @@ def test_takes_out_of_range(takes: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("image", "base", "message"),
     [
-        ("s01.png", None, "'s01.png' is a relative URL but no image_base_url is set"),
+        ("s01.png", None, "'s01.png' is a local file that does not exist"),
         ("ftp://x.example.com/a.png", None, "must be an http or https URL, not ftp:"),
-        ("file:///etc/passwd", BASE, "must be an http or https URL, not file:"),
+        ("data:image/png;base64,AAAA", BASE, "must be an http or https URL, not data:"),
         ("http:///a.png", None, "'http:///a.png' has no host name"),
         ("http://[::1/a.png", None, "is not a valid URL"),
     ],
@@ -426,8 +426,9 @@ def test_all_problems_in_one_pass_in_line_order() -> None:
     )
     assert found == [
         "m.yaml:3: shot a: model_mode: must be one of standard, pro, not 'ultra'",
-        "m.yaml:3: shot a: image: 'a.png' is a relative URL but no image_base_url is set; "
-        "set it in the manifest or pass --image-base-url",
+        "m.yaml:3: shot a: image: 'a.png' is a local file that does not exist "
+        f"({Path.cwd() / 'a.png'}); a name without a scheme is a path relative to the "
+        "manifest's directory, unless image_base_url is set (or --image-base-url is given)",
         "m.yaml:4: shot b: duration: 'ten' is not a number of seconds",
         "m.yaml:4: shot b: prompt: is blank",
         "m.yaml:5: shot c: multi_shot: must be true or false, not a string",

@@ -40,7 +40,7 @@ def test_a_charge_no_run_directory_knows_is_reported_at_the_end_of_the_run(
     httpx.post(emu.base_url + "/__emulator/usage", json=record).raise_for_status()
     res = run(manifest, emu)
     assert res.code == 0
-    assert "audit: unexplained charge: task stray-1, 1000 credits" in res.out
+    assert "audit: unexplained charge: task stray-1, 1,000 credits" in res.out
     assert "test-key" not in res.out + res.err
     stats = emu.stats()
     assert set(creates_per_prompt(stats).values()) == {1} and stats["tasks_created"] == 2
