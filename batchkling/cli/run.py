@@ -271,7 +271,14 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
         io, printer, manifest, run_dir, quiet=args.quiet, skip_preflight=args.skip_preflight
     )
     reach = ReachWatch()
-    uploader = uploader_from(args, manifest, say=None if args.quiet else printer.message)
+    # On a terminal the uploads get a bar of their own; they end before the run's bar starts.
+    terminal = not args.quiet and io.err.isatty()
+    uploader = uploader_from(
+        args,
+        manifest,
+        say=None if args.quiet else printer.message,
+        bar=io.err if terminal else None,
+    )
     try:
         result = anyio.run(
             _run,
