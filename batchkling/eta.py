@@ -11,9 +11,9 @@ this run has finished there is no basis, and the estimate is ``None``.
 The remaining time is a list schedule: each running task frees its slot after
 the mean of the times seen longer than its age (at once when it outlived them), and
 the jobs not started yet take the earliest free slot, in order. A create takes
-the mean time a create of this run took to be answered, and at most ``lanes``
-creates of one kind (one price) are on the wire together, as the submitter's
-price window allows them: with a slow API, the creates are what a run waits for.
+the mean time a create of this run took to be answered, and creates of one kind
+(one price) go out one at a time, as the submitter sends them: with a slow API,
+the creates are what a run waits for.
 """
 
 from __future__ import annotations
@@ -79,28 +79,22 @@ def _left(speeds: Speeds, running: Sequence[tuple[Kind, float]]) -> list[float]:
 
 
 class _Creates:
-    """When the next create of each kind can be answered: ``lanes`` of a kind at once."""
+    """When the next create of each kind can be answered: they go out one at a time."""
 
-    def __init__(self, speeds: Speeds, lanes: int = 1) -> None:
+    def __init__(self, speeds: Speeds) -> None:
         self._speeds = speeds
-        self._lanes = max(1, lanes)
-        self._free: dict[Kind, list[float]] = {}  # per kind, a heap of when each lane frees
-
-    def _heap(self, kind: Kind) -> list[float]:
-        return self._free.setdefault(kind, [0.0] * self._lanes)
+        self._free: dict[Kind, float] = {}
 
     def sent(self, kind: Kind, age: float) -> float:
         """A create of ``kind`` sent ``age`` seconds ago: when it is answered."""
         answered = max(0.0, self._speeds.create - age)
-        heap = self._heap(kind)
-        heapq.heapreplace(heap, max(heap[0], answered))
+        self._free[kind] = max(self._free.get(kind, 0.0), answered)
         return answered
 
     def send(self, kind: Kind, ready: float) -> float:
         """A create of ``kind`` that may go at ``ready``: when it is answered."""
-        heap = self._heap(kind)
-        answered = max(ready, heap[0]) + self._speeds.create
-        heapq.heapreplace(heap, answered)
+        answered = max(ready, self._free.get(kind, 0.0)) + self._speeds.create
+        self._free[kind] = answered
         return answered
 
 
@@ -112,7 +106,6 @@ def estimate(
     slots: int,
     creating: Sequence[tuple[Kind, float | None]] = (),
     held: Sequence[tuple[Kind, float]] = (),
-    lanes: int = 1,
 ) -> float | None:
     """Seconds until the last job has finished generating; None without a basis.
 
@@ -122,12 +115,11 @@ def estimate(
     ``held``: ``(kind, seconds until it is settled)`` of each in-doubt create
     keeping its slot (counted as sent again then, the longer outcome);
     ``queued``: the kind of each job not started yet, in the order they start;
-    ``slots``: how many may generate at once; ``lanes``: how many creates of one
-    kind may be on the wire together.
+    ``slots``: how many may generate at once.
     """
     if not speeds.known:
         return None
-    creates = _Creates(speeds, lanes)
+    creates = _Creates(speeds)
     left = _left(speeds, running)
     # Creates already sent are answered first, then those waiting their turn.
     ordered = sorted(creating, key=lambda c: c[1] is None)

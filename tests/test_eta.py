@@ -104,11 +104,3 @@ def test_a_task_past_the_quick_ones_is_expected_to_be_a_slow_one() -> None:
     speeds = Speeds.of([(STD5, 40.0), (STD5, 60.0)])
     assert next_due(speeds, [(STD5, 45.0)]) == 15.0
     assert next_due(speeds, [(STD5, 10.0)]) == 40.0  # both still ahead: (30 + 50) / 2
-
-
-def test_creates_of_one_kind_overlap_as_far_as_the_price_window_allows() -> None:
-    """Two lanes: four queued creates of 3 s are answered at 3, 3, 6, 6, not 3 s apart."""
-    speeds = Speeds.of([(STD5, 10.0)], creates=[3.0])
-    assert estimate(speeds, running=[], queued=[STD5] * 4, slots=4, lanes=2) == 16.0
-    assert estimate(speeds, running=[], queued=[STD5] * 4, slots=4, lanes=4) == 13.0
-    assert estimate(speeds, running=[], queued=[STD5] * 4, slots=4, lanes=1) == 22.0

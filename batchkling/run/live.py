@@ -99,7 +99,6 @@ class LiveView:
         gate: RequestGate | None,
         slots: Callable[[], int],
         queued: Mapping[str, Kind],
-        lanes: Callable[[], int] = lambda: 1,
         creating: Mapping[str, Kind],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -109,7 +108,6 @@ class LiveView:
         self._settler = settler
         self._gate = gate
         self._slots = slots
-        self._lanes = lanes
         self._queued = queued
         self._creating = creating
         self._clock = clock
@@ -149,7 +147,6 @@ class LiveView:
             held=held,
             queued=list(self._queued.values()),
             slots=self._slots(),
-            lanes=self._lanes(),
         )
         if eta is not None and ripe_in is not None:
             eta = max(eta, ripe_in)  # the run ends only once its in-doubt creates are settled

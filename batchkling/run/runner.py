@@ -148,7 +148,6 @@ class Runner:
             settler=self._settler,
             gate=client.gate,
             slots=lambda: self._slots.limit,
-            lanes=self._submitter.lanes,
             queued=self._queued,
             creating=self._creating,
             clock=self._clock,

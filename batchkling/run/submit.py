@@ -224,10 +224,6 @@ class Submitter:
     def _width(self) -> int:
         return overlap_width(self._answered, self._lost)
 
-    def lanes(self) -> int:
-        """How many creates of one price may be on the wire together now, doubts aside."""
-        return 1 if self._opt.serial_creates else self._width()
-
     def _price_lock(self, credits: int) -> PriceLock:
         if self._journal is not None:
             return self._journal.price_lock(credits)  # across processes and run directories
