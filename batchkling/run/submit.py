@@ -5,19 +5,8 @@ passed the rate gate and before it is sent (the client's ``before_send``), so
 the intent's time and the create's arrival at the server are milliseconds
 apart; that narrow window is what lets reconciliation match a lost answer to
 its charge. The intent goes to the account journal first, so that other run
-directories know of the create.
-
-Price windows: a create holds its price's lock from just before its intent
-until its answer is recorded, never while it waits for the gate. The lock is
-shared while nothing of that price is in doubt, so creates of one price
-overlap; it is exclusive (one create of that price at a time, in every run
-directory of the account) while a create of that price is in doubt, or went
-in doubt less than the settle delay ago. A charge found later in the credits
-usage must fit at most one in-doubt window of its price: only creates that
-were already on the wire together when answers were lost can share one. So
-the overlap is earned, as TCP's window is: the first create goes alone, and
-``overlap_width`` lets more share a window only as answers keep arriving.
-docs/money-safety.md gives the worst case.
+directories know of the create, and creates of one price hold the journal's
+price lock, so that their windows never overlap across processes either.
 
 From the intent on, the create is shielded from cancellation: an interrupted
 run waits (at most ``create_answer_timeout``) for the answer, so a task id is
@@ -34,17 +23,16 @@ within the account's limit is free.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import anyio
 
 from batchkling.api.client import SjinnClient
-from batchkling.api.gate import Priority
 from batchkling.api.retry import retrying
 from batchkling.errors import (
     AccountError,
@@ -55,30 +43,13 @@ from batchkling.errors import (
     TaskNotFoundError,
     TransientError,
 )
-from batchkling.journal import AccountJournal, Elsewhere, PriceLock
-from batchkling.model import Job, JobState
-from batchkling.reconcile.match import DEFAULT_SETTLE
+from batchkling.journal import AccountJournal, Elsewhere
+from batchkling.model import Job
 from batchkling.run.options import RunOptions
 from batchkling.run.writer import RunWriter
 from batchkling.schedule import RetryPolicy
 
-__all__ = ["OVERLAP_RISK", "SubmitVerdict", "Submitted", "Submitter", "overlap_width"]
-
-# The creates of one price that may share a window are bounded so that a lost
-# answer is expected to catch at most this many others on the wire with it.
-OVERLAP_RISK = 0.5
-
-
-def overlap_width(answered: int, lost: int, *, risk: float = OVERLAP_RISK) -> int:
-    """How many creates of one price may be on the wire together, from this run's answers.
-
-    With ``lost`` answers lost of ``answered + lost`` creates, the chance that an
-    answer is lost is taken as ``(lost + 1) / answered`` (pessimistic while little
-    is known), and the others on the wire with a lost create are held to ``risk``
-    expected: ``1 + risk * answered / (lost + 1)``. The first create goes alone;
-    where answers are lost often, creates go one at a time.
-    """
-    return 1 + math.floor(risk * max(answered, 0) / (max(lost, 0) + 1))
+__all__ = ["SubmitVerdict", "Submitted", "Submitter"]
 
 
 class SubmitVerdict(Enum):
@@ -93,16 +64,6 @@ class SubmitVerdict(Enum):
     DUPLICATE = "duplicate"  # not sent: another run directory has this request live
     STOPPED = "stopped"  # not sent: the run is stopping; nothing was written
     LIMITED = "limited"  # refused for too many tasks at once, not charged: send it later
-
-
-_ANSWERED = frozenset(
-    {
-        SubmitVerdict.CREATED,
-        SubmitVerdict.REFUSED,
-        SubmitVerdict.ACCOUNT_REFUSED,
-        SubmitVerdict.LIMITED,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -146,23 +107,9 @@ class Submitter:
             attempts=options.create_attempts, base=options.backoff_base, cap=options.backoff_cap
         )
         self._budget_lock = anyio.Lock()
-        self._price_locks: dict[int, PriceLock] = {}
+        self._price_locks: dict[int, anyio.Lock] = {}
         self._guards: set[anyio.CancelScope] = set()
         self._abandoned = False
-        # Per price: jobs whose create went in doubt (one-at-a-time while any still
-        # is), and until when (``anyio.current_time``) it stays one-at-a-time anyway.
-        self._doubts: dict[int, set[str]] = {}
-        self._serial_until: dict[int, float] = {}
-        self._answered = 0  # creates of this run that got an answer
-        self._lost = 0  # creates of this run whose answer was lost
-        self._settle = options.usage_settle if options.usage_settle is not None else DEFAULT_SETTLE
-        for key, rec in writer.state.jobs.items():
-            last = rec.last_attempt
-            if rec.state is JobState.IN_DOUBT and last is not None:
-                self._doubts.setdefault(last.credits, set()).add(key)
-        if client.gate is not None:
-            # Polls yield to creates for at most one (the shortest) poll interval.
-            client.gate.aging = options.poll_min
 
     async def submit(self, job: Job, reason: str) -> Submitted:
         """Create ``job``'s task, retrying while the API provably did not process the create."""
@@ -184,77 +131,27 @@ class Submitter:
             guard.cancel()
 
     async def _attempt(self, job: Job, reason: str) -> Submitted:
-        # The price's lock is taken in ``before_send`` and let go when this exits:
-        # after the answer is recorded, and after the pause that follows a create
-        # in doubt, which keeps the next window of this price apart from this one,
-        # wider than the provider's clock uncertainty, so the charge is matchable.
-        async with AsyncExitStack() as window:
-            outcome = await self._create(job, reason, window)
-            if outcome.verdict in _ANSWERED:
-                self._answered += 1
+        # Creates of one price go out one at a time: their windows (intent to answer)
+        # never overlap, so a charge found later in the credits usage fits at most
+        # one in-doubt job of that price. Generation takes minutes; a create takes
+        # milliseconds, so this costs little.
+        async with self._price_lock(job.credits):
+            outcome = await self._create(job, reason)
             if outcome.verdict is SubmitVerdict.IN_DOUBT and not self._abandoned:
-                self._lost += 1
-                self._doubted(job)
-                await self._journal_record("in_doubt", job, credits=job.credits)
+                # Keep the next window of this price well apart from this one, wider
+                # than the provider's clock uncertainty, so the charge is matchable.
                 await anyio.sleep(self._opt.doubt_gap)
             return outcome
 
-    def _doubted(self, job: Job) -> None:
-        """``job``'s create went in doubt: its price is one-at-a-time until it is settled."""
-        self._doubts.setdefault(job.credits, set()).add(job.key)
-        until = anyio.current_time() + self._settle
-        self._serial_until[job.credits] = max(until, self._serial_until.get(job.credits, 0.0))
-
-    def serial(self, credits: int) -> bool:
-        """Whether creates of this price go one at a time now (see the module's docstring)."""
-        if self._opt.serial_creates:
-            return True
-        if self._serial_until.get(credits, -math.inf) > anyio.current_time():
-            return True
-        keys = self._doubts.get(credits)
-        if keys:
-            state = self._writer.state
-            keys -= {k for k in keys if state.state_of(k) is not JobState.IN_DOUBT}  # settled
-            if keys:
-                return True
-        return self._journal is not None and self._journal.doubtful(
-            credits, within=self._settle + self._opt.doubt_gap
-        )
-
-    def _width(self) -> int:
-        return overlap_width(self._answered, self._lost)
-
-    def _price_lock(self, credits: int) -> PriceLock:
+    def _price_lock(self, credits: int) -> AbstractAsyncContextManager[Any]:
         if self._journal is not None:
             return self._journal.price_lock(credits)  # across processes and run directories
         lock = self._price_locks.get(credits)
         if lock is None:
-            lock = self._price_locks[credits] = PriceLock()
+            lock = self._price_locks[credits] = anyio.Lock()
         return lock
 
-    async def _open_window(self, job: Job, window: AsyncExitStack) -> None:
-        """Hold ``job``'s price lock until ``window`` closes: shared, or exclusive when serial.
-
-        Called once the create has its slot of the gate. When the lock is not free
-        at once, the create waits for it, then for a new slot: a request sent long
-        after its slot would crowd the requests paced after it.
-        """
-        lock = self._price_lock(job.credits)
-        exclusive = self._alone(job.credits)
-        if lock.try_hold(exclusive=exclusive, width=self._width()):
-            window.callback(lock.release, exclusive=exclusive)
-            return
-        await window.enter_async_context(
-            lock.hold(exclusive=lambda: self._alone(job.credits), width=self._width)
-        )
-        if self._client.gate is not None:
-            await self._client.gate.wait(Priority.CREATE, count=False)
-
-    def _alone(self, credits: int) -> bool:
-        # While no overlap is earned, a create goes alone in every run directory too.
-        return self.serial(credits) or self._width() <= 1
-
-    async def _create(self, job: Job, reason: str, window: AsyncExitStack) -> Submitted:
+    async def _create(self, job: Job, reason: str) -> Submitted:
         """One create, write-ahead logged; raises ``TransientError`` (recorded) to be retried."""
         withheld: list[Submitted] = []
         sent = False
@@ -263,7 +160,6 @@ class Submitter:
 
             async def before_send() -> bool:
                 nonlocal sent
-                await self._open_window(job, window)  # before the shield: a wait may be cut
                 guard.shield = not self._abandoned  # from here on the outcome must be recorded
                 self._guards.add(guard)
                 refusal = await self._reserve(job, reason)

@@ -137,10 +137,10 @@ async def test_a_cancelled_submission_still_records_the_answer_of_a_sent_create(
 async def test_creates_of_one_price_never_overlap(
     emulator_factory: Factory, tmp_path: Path
 ) -> None:
-    """One at a time (``serial_creates``), same-price creates go out each window apart."""
+    """Submitted together, same-price creates go out one after another, each window apart."""
     emu = emulator_factory(latency=(0.05, 0.05))
     js = [job(f"s{i}", prompt=f"shot {i}") for i in range(3)]
-    async with units(emu, tmp_path, js, serial_creates=True) as u:
+    async with units(emu, tmp_path, js) as u:
         async with anyio.create_task_group() as tg:
             for j in js:
                 tg.start_soon(u.submitter.submit, j, "new")
