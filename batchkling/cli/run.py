@@ -155,11 +155,6 @@ def _add_selection_options(p: argparse.ArgumentParser) -> None:
         help="send a request even when another run directory of this account already has it "
         "running or done (it is paid again)",
     )
-    p.add_argument(
-        "--serial-creates",
-        action="store_true",
-        help="send creates of one price one at a time always, not only after a lost answer",
-    )
 
 
 def _add_pacing_options(p: argparse.ArgumentParser) -> None:
@@ -249,7 +244,6 @@ def _options_from(args: argparse.Namespace) -> RunOptions:
         resubmit_in_doubt=args.resubmit_in_doubt,
         rerender_changed=args.rerender_changed,
         allow_duplicate=args.allow_duplicate,
-        serial_creates=args.serial_creates,
         reach_timeout=args.reach_timeout,
     )
 

@@ -60,8 +60,6 @@ class RunOptions:
     create_answer_timeout: float = CREATE_ANSWER_TIMEOUT
     usage_settle: float | None = DEFAULT_SETTLE  # None: no reconciliation during the run
     doubt_gap: float = 1.0  # pause of one price's creates after an in-doubt create
-    # Creates of one price one at a time always, not only after a lost answer.
-    serial_creates: bool = False
     gone_after: float = DEFAULT_GONE_AFTER  # "not found" this long: the task is gone
     stall_after: float = DEFAULT_STALL_AFTER  # unchanged this long (before any finish): stalled
     finishing_polls: int = FINISHING_POLLS  # "completed" answers without a URL before failing
