@@ -93,7 +93,7 @@ def test_a_ledger_replaced_under_a_live_run_stops_it_with_exit_5(
     shutil.copyfile(aside, ledger)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 5, out + err
-    assert "Traceback" not in out + err and "replaced by another file" in err
+    assert "Traceback" not in out + err and "replaced by another file" in err, out + err
     sent = {k for k, rec in fold_ledger(aside).state.jobs.items() if rec.ever_sent}
     assert len(creates_per_prompt(emu.stats())) == len(sent) < 10  # nothing sent unrecorded
     os.replace(aside, ledger)  # restore the run directory, then resume
