@@ -28,8 +28,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json as _json
+import math
 import os
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,7 @@ import anyio
 import httpx
 
 from batchkling.api import answers, failures
+from batchkling.api.gate import Priority
 from batchkling.api.key import redact, redact_exception
 from batchkling.errors import (
     BatchklingError,
@@ -52,13 +55,16 @@ if TYPE_CHECKING:
     from batchkling.api.gate import RequestGate
 
 __all__ = [
+    "API_POOL_CEILING",
     "CREATE_PATH",
     "DEFAULT_TIMEOUT",
     "MAX_ANSWER_BYTES",
+    "ApiPool",
     "Deadlines",
     "SjinnClient",
     "make_http_client",
     "make_transport",
+    "pool_size",
 ]
 
 CREATE_PATH = "/api/un-api/create_tool_task"
@@ -98,19 +104,112 @@ class Deadlines:
 
 # httpcore scans every pooled connection on each request, so a pool far larger
 # than the requests actually in flight costs CPU on every call. API requests are
-# short and paced by the gate: this many connections carry 16 requests per second
-# even at half a second of latency. Downloads and image checks use a pool of
-# their own, so a slow CDN never holds up a create or a poll.
+# paced by the gate, so the requests in flight are about the rate times the time
+# an answer takes (Little's law): the pool starts at that for half a second, at
+# least ``API_MAX_CONNECTIONS``, and grows with the slowest answer seen, up to
+# ``API_POOL_CEILING``. A pool too small makes creates wait for a connection
+# behind polls after the gate let them go. Downloads and image checks use a pool
+# of their own, so a slow CDN never holds up a create or a poll.
 API_MAX_CONNECTIONS = 8
+API_POOL_CEILING = 64
 DEFAULT_MAX_CONNECTIONS = 16
+_FIRST_GUESS = 0.5  # seconds an answer is taken to need before any is seen
 
 
-def make_transport(*, max_connections: int = API_MAX_CONNECTIONS) -> httpx.AsyncHTTPTransport:
-    """The pooled transport a run's requests share."""
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    return httpx.AsyncHTTPTransport(limits=limits)
+def pool_size(per_second: float, slowest: float) -> int:
+    """Connections for ``per_second`` requests whose answers take up to ``slowest`` seconds.
+
+    Two spare, rounded up to a power of two (so the pool is rebuilt a few times at
+    most), within ``API_MAX_CONNECTIONS`` and ``API_POOL_CEILING``.
+    """
+    need = math.ceil(max(per_second, 0.0) * max(slowest, 0.0)) + 2
+    size = API_MAX_CONNECTIONS
+    while size < need and size < API_POOL_CEILING:
+        size *= 2
+    return min(size, API_POOL_CEILING)
+
+
+def _limits(connections: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+
+
+class ApiPool(httpx.AsyncBaseTransport):
+    """The API requests' connection pool, which can grow while requests are in flight.
+
+    httpx fixes a pool's size when it is made, so growing means a new, larger
+    pool for the requests to come; an outgrown one is closed once the answers
+    it carries have been read.
+    """
+
+    def __init__(self, connections: int = API_MAX_CONNECTIONS) -> None:
+        self.size = connections
+        self._pool = httpx.AsyncHTTPTransport(limits=_limits(connections))
+        self._busy: dict[httpx.AsyncHTTPTransport, int] = {self._pool: 0}
+
+    def fit(self, connections: int) -> None:
+        """Hold at least ``connections`` (never more than ``API_POOL_CEILING``)."""
+        connections = min(connections, API_POOL_CEILING)
+        if connections <= self.size:
+            return
+        self.size = connections
+        self._pool = httpx.AsyncHTTPTransport(limits=_limits(connections))
+        self._busy[self._pool] = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        pool = self._pool
+        for old in [p for p, n in self._busy.items() if p is not pool and n == 0]:
+            await self._close(old)  # outgrown while idle
+        self._busy[pool] += 1
+        try:
+            resp = await pool.handle_async_request(request)
+        except BaseException:
+            await self._done(pool)
+            raise
+        resp.stream = _Counted(resp.stream, lambda: self._done(pool))
+        return resp
+
+    async def _done(self, pool: httpx.AsyncHTTPTransport) -> None:
+        self._busy[pool] -= 1
+        if pool is not self._pool and self._busy[pool] == 0:
+            await self._close(pool)
+
+    async def _close(self, pool: httpx.AsyncHTTPTransport) -> None:
+        del self._busy[pool]
+        await pool.aclose()
+
+    async def aclose(self) -> None:
+        pools = list(self._busy)
+        self._busy = {self._pool: 0}
+        for pool in pools:
+            await pool.aclose()
+
+    @property
+    def pools(self) -> int:
+        """Pools still open: the current one, and outgrown ones still reading answers."""
+        return len(self._busy)
+
+
+class _Counted(httpx.AsyncByteStream):
+    """An answer's body that tells its pool when it is closed."""
+
+    def __init__(self, stream: Any, done: Callable[[], Awaitable[None]]) -> None:
+        self._stream = stream
+        self._done = done
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            await self._done()
+
+
+def make_transport(*, max_connections: int = API_MAX_CONNECTIONS) -> ApiPool:
+    """The pooled transport a run's API requests share (``SjinnClient`` sizes it)."""
+    return ApiPool(max_connections)
 
 
 def make_http_client(*, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
@@ -196,6 +295,15 @@ class SjinnClient:
         }
         self.deadlines = deadlines if deadlines is not None else Deadlines()
         self.gate = gate
+        self.slowest = 0.0  # seconds, the slowest API answer seen, which sizes the pool
+        self._fit_pool(_FIRST_GUESS)
+
+    def _fit_pool(self, seconds: float) -> None:
+        """An answer took ``seconds``: let the pool carry the rate at that latency."""
+        self.slowest = max(self.slowest, seconds)
+        if isinstance(self._transport, ApiPool) and self.gate is not None:
+            rate = self.gate.rate
+            self._transport.fit(pool_size(rate.count / rate.period, self.slowest))
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -232,7 +340,8 @@ class SjinnClient:
             extensions={"timeout": self.deadlines.timeouts(create=create)},
         )
         if self.gate is not None:
-            await self.gate.wait()
+            # A create fills a free slot: it goes before the polls waiting already.
+            await self.gate.wait(Priority.CREATE if create else Priority.POLL)
         if before_send is not None and not await before_send():
             return _WITHHELD
         deadline = self.deadlines.create if create else self.deadlines.api
@@ -256,6 +365,7 @@ class SjinnClient:
 
     async def _send(self, request: httpx.Request, what: str, deadline: float) -> httpx.Response:
         """The whole answer, read within ``deadline`` seconds and at most ``max_answer_bytes``."""
+        started = time.monotonic()
         try:
             with anyio.fail_after(deadline):
                 resp = await self._transport.handle_async_request(request)
@@ -263,6 +373,7 @@ class SjinnClient:
                     content = await self._read(resp, what)
                 finally:
                     await resp.aclose()
+            self._fit_pool(time.monotonic() - started)
         except BatchklingError:
             raise
         except TimeoutError:

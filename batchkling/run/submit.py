@@ -8,6 +8,11 @@ its charge. The intent goes to the account journal first, so that other run
 directories know of the create, and creates of one price hold the journal's
 price lock, so that their windows never overlap across processes either.
 
+The price lock is taken once the create has its slot of the gate, never while
+it waits for one: a create waiting behind polls would make every create of its
+price wait too. It is held until the answer is recorded. A create that had to
+wait for the lock takes a new slot (ahead of the polls) before it is sent.
+
 From the intent on, the create is shielded from cancellation: an interrupted
 run waits (at most ``create_answer_timeout``) for the answer, so a task id is
 never lost to a clean stop. Only a ledger that can no longer be written gives
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -33,6 +38,7 @@ from typing import Any
 import anyio
 
 from batchkling.api.client import SjinnClient
+from batchkling.api.gate import Priority
 from batchkling.api.retry import retrying
 from batchkling.errors import (
     AccountError,
@@ -50,6 +56,9 @@ from batchkling.run.writer import RunWriter
 from batchkling.schedule import RetryPolicy
 
 __all__ = ["SubmitVerdict", "Submitted", "Submitter"]
+
+# Seconds of waiting for a price lock after which a create takes a new gate slot.
+_LOCK_WAITED = 0.002
 
 
 class SubmitVerdict(Enum):
@@ -110,6 +119,9 @@ class Submitter:
         self._price_locks: dict[int, anyio.Lock] = {}
         self._guards: set[anyio.CancelScope] = set()
         self._abandoned = False
+        if client.gate is not None:
+            # Polls yield to creates for at most one (the shortest) poll interval.
+            client.gate.aging = options.poll_min
 
     async def submit(self, job: Job, reason: str) -> Submitted:
         """Create ``job``'s task, retrying while the API provably did not process the create."""
@@ -135,8 +147,10 @@ class Submitter:
         # never overlap, so a charge found later in the credits usage fits at most
         # one in-doubt job of that price. Generation takes minutes; a create takes
         # milliseconds, so this costs little.
-        async with self._price_lock(job.credits):
-            outcome = await self._create(job, reason)
+        # The lock is taken in ``before_send`` (``_open_window``) and let go when
+        # ``window`` closes: after the answer is recorded and after the gap.
+        async with AsyncExitStack() as window:
+            outcome = await self._create(job, reason, window)
             if outcome.verdict is SubmitVerdict.IN_DOUBT and not self._abandoned:
                 # Keep the next window of this price well apart from this one, wider
                 # than the provider's clock uncertainty, so the charge is matchable.
@@ -151,7 +165,19 @@ class Submitter:
             lock = self._price_locks[credits] = anyio.Lock()
         return lock
 
-    async def _create(self, job: Job, reason: str) -> Submitted:
+    async def _open_window(self, job: Job, window: AsyncExitStack) -> None:
+        """Hold ``job``'s price lock until ``window`` closes; called once the gate let it go.
+
+        A create that waited for the lock takes a new slot of the gate: sent long
+        after its first slot, it would crowd the requests paced after that one.
+        """
+        asked = anyio.current_time()
+        await window.enter_async_context(self._price_lock(job.credits))
+        gate = self._client.gate
+        if gate is not None and anyio.current_time() - asked > _LOCK_WAITED:
+            await gate.wait(Priority.CREATE, count=False)
+
+    async def _create(self, job: Job, reason: str, window: AsyncExitStack) -> Submitted:
         """One create, write-ahead logged; raises ``TransientError`` (recorded) to be retried."""
         withheld: list[Submitted] = []
         sent = False
@@ -160,6 +186,7 @@ class Submitter:
 
             async def before_send() -> bool:
                 nonlocal sent
+                await self._open_window(job, window)  # before the shield: this wait may be cut
                 guard.shield = not self._abandoned  # from here on the outcome must be recorded
                 self._guards.add(guard)
                 refusal = await self._reserve(job, reason)
