@@ -26,6 +26,9 @@ Events (each a JSON object with ``ts``, ``event`` and ``job``; see
 - ``moved``: a manifest entry's key changed (a rename, a case change, takes 1 to
   2) while its request stayed the same: the record moves to the new key (``to``),
   so nothing is rendered again.
+- ``picked`` / ``rejected`` / ``noted``: a review of a take (``batchkling pick``,
+  ``reject``, ``note``, the review page); they move no job and no money, only
+  ``RunState.marks`` (``batchkling.review.marks``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 
 from batchkling.errors import LedgerError
 from batchkling.model import JobState
+from batchkling.review.marks import MARK_EVENTS, Marks
 
 __all__ = [
     "EVENTS",
@@ -67,6 +71,7 @@ EVENTS = frozenset(
         "skipped",
         "moved",
     }
+    | MARK_EVENTS
 )
 
 
@@ -208,6 +213,8 @@ class RunState:
     moves: dict[str, str] = field(default_factory=dict)
     # What the latest ``run_started`` recorded of its manifest; None before any run.
     last_run: RunSettings | None = None
+    # Picks, rejects and notes of the takes (review events), in ledger order.
+    marks: Marks = field(default_factory=Marks)
 
     @property
     def settings(self) -> RunSettings:
@@ -361,6 +368,7 @@ def _moved(st: RunState, rec: JobRecord, ev: Mapping[str, Any], ts: str, line: i
     rec.job = to
     st.jobs[to] = rec
     st.moves[ev["job"]] = to
+    st.marks.move(ev["job"], to)
 
 
 def _current(rec: JobRecord, ev: Mapping[str, Any]) -> bool:
@@ -429,7 +437,9 @@ def _apply(st: RunState, ev: Mapping[str, Any], line: int | None) -> None:
         return
     if not isinstance(ts, str) or kind not in EVENTS:
         raise _bad(line, f"unknown or malformed event {kind!r}")
-    if kind == "header":
+    if kind in MARK_EVENTS:
+        st.marks.apply(ev)  # a malformed review line is ignored: it never blocks the money
+    elif kind == "header":
         st.header = ev
     elif kind == "run_started":
         st.runs.append({"started": ts, "ended": None, "api_calls": 0, "exit_status": None})

@@ -83,6 +83,21 @@ COMMANDS: tuple[Command, ...] = (
         "write an HTML storyboard, a CSV or a JSON report of a run (no network)",
     ),
     Command(
+        "pick",
+        "batchkling.cli.pick",
+        "pick takes: the one of each shot that goes into the cut",
+    ),
+    Command(
+        "reject",
+        "batchkling.cli.reject",
+        "reject takes: never chosen for the cut",
+    ),
+    Command(
+        "note",
+        "batchkling.cli.note",
+        "write a note on a take",
+    ),
+    Command(
         "mock-server",
         "batchkling.cli.mock_server",
         "serve an emulator of the sjinn API for offline runs, tests and benchmarks",

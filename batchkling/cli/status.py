@@ -1,9 +1,14 @@
-"""`batchkling status`: the state of every job of a run, from the ledger alone."""
+"""`batchkling status`: the state of every job of a run, from the ledger alone.
+
+Each job's line ends with its review, when it has one (``[picked]``,
+``[rejected]``, ``note: "..."``), marks still in the review inbox included.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +21,7 @@ if TYPE_CHECKING:
     from batchkling.model import Manifest
     from batchkling.state import RunState
 
-__all__ = ["cmd_status", "register"]
+__all__ = ["cmd_status", "marks_text", "register"]
 
 # The ledger, the manifest loader and the rows are imported when the command runs, so
 # that building the parser for any command loads none of them.
@@ -61,12 +66,23 @@ def cmd_status(args: argparse.Namespace, io: IO) -> int:
     width = max((len(r.key) for r in rows), default=3)
     for r in rows:
         tail = r.output or r.error or ""
-        print(
+        line = (
             f"{r.key:<{width}}  {r.state.value:<9}  {thousands(r.credits):>7}  "
-            f"{r.task_id or '-':<36}  {tail}",
-            file=io.out,
+            f"{r.task_id or '-':<36}  {tail}"
         )
+        marks = marks_text(r.marks)
+        print(f"{line}  {marks}" if marks else line, file=io.out)
     return 0
+
+
+def marks_text(marks: Mapping[str, Any]) -> str:
+    """The review of a take at the end of its status line: ``[picked]``, ``[rejected]``,
+    ``note: "..."`` (the note on one line, as JSON quotes it); "" when unreviewed."""
+    parts = [f"[{name}]" for name in ("picked", "rejected") if marks.get(name)]
+    note = marks.get("note")
+    if isinstance(note, str):
+        parts.append(f"note: {json.dumps(note, ensure_ascii=False)}")
+    return " ".join(parts)
 
 
 def _budget(st: RunState, manifest: Manifest | None) -> int | None:

@@ -5,6 +5,9 @@ would, without building that document: the header at once, then each shot and
 each job as it comes, so that the report of 100,000 jobs is never one value in
 memory.
 
+Each job carries its review last: ``picked`` and ``rejected`` (booleans, ``true``
+or ``false`` in CSV) and ``note`` (the text, or null; an empty CSV cell).
+
 CSV cells that a spreadsheet would read as a formula (text starting with ``=``,
 ``+``, ``-``, ``@``, a tab or a carriage return) get a leading ``'``. Only text
 cells are neutralised: numeric columns are written from Python numbers, which
@@ -38,7 +41,8 @@ __all__ = [
 
 REPORT_FORMAT = 1
 
-# Manifest fields first (as the shot declared them), then what the ledger says.
+# Manifest fields first (as the shot declared them), then what the ledger says, then
+# the review of the take.
 CSV_COLUMNS = (
     "job",
     "shot",
@@ -63,6 +67,9 @@ CSV_COLUMNS = (
     "credits_lost",
     "shot_credits",
     "shot_credits_lost",
+    "picked",
+    "rejected",
+    "note",
 )
 
 # OWASP's list: the four formula starters plus tab and CR, which some
@@ -103,6 +110,9 @@ def row_fields(row: JobRow, report: Report | None = None) -> dict[str, Any]:
         "credits_lost": lost,
         "shot_credits": per_shot.spent if per_shot else None,
         "shot_credits_lost": per_shot.lost if per_shot else None,
+        "picked": bool(row.marks.get("picked")),
+        "rejected": bool(row.marks.get("rejected")),
+        "note": row.marks.get("note"),
     }
 
 

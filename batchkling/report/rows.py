@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from batchkling.model import Job, JobState
+from batchkling.review.inbox import marks_with_inbox
+from batchkling.review.marks import NO_MARKS
 from batchkling.state import JobRecord, RunState
 from batchkling.video.rules import VIDEOS_DIR, archive_stem, video_name
 
@@ -117,6 +119,8 @@ class JobRow:
     bytes: int | None
     job: Job | None
     record: JobRecord
+    # The review of this take: ``picked`` (bool), ``rejected`` (bool), ``note`` (str | None).
+    marks: Mapping[str, Any] = field(default_factory=lambda: NO_MARKS)
 
     def as_json(self) -> dict[str, Any]:
         """The job's entry of the ``status --json`` document."""
@@ -127,6 +131,9 @@ class JobRow:
             "credits": self.credits,
             "output": self.output,
             "error": self.error,
+            "picked": bool(self.marks.get("picked")),
+            "rejected": bool(self.marks.get("rejected")),
+            "note": self.marks.get("note"),
         }
 
 
@@ -135,6 +142,7 @@ def job_rows(jobs: Sequence[Job] | None, st: RunState, run_dir: Path) -> list[Jo
     rows: list[JobRow] = []
     seen: set[str] = set()
     base = run_dir.absolute()
+    marks = marks_with_inbox(run_dir, st.marks)  # a mark still in the inbox shows at once
 
     def row(key: str, job: Job | None) -> JobRow:
         rec = st.record(key)
@@ -150,6 +158,7 @@ def job_rows(jobs: Sequence[Job] | None, st: RunState, run_dir: Path) -> list[Jo
             bytes=rec.bytes,
             job=job,
             record=rec,
+            marks=marks.of(key),
         )
 
     for job in jobs or ():

@@ -34,6 +34,7 @@ from batchkling.errors import AccountError, InsufficientBalanceError, RunDirWrit
 from batchkling.journal import AccountJournal
 from batchkling.ledger import Ledger
 from batchkling.model import Job
+from batchkling.review.inbox import absorb_live
 from batchkling.run.download import Downloader, DownloadFailure
 from batchkling.run.follow import Follower, FollowVerdict
 from batchkling.run.live import LiveView, heartbeat, kind_of
@@ -61,6 +62,9 @@ __all__ = [
     "Runner",
     "StopReason",
 ]
+
+# Seconds between moves of the review inbox into the ledger during a run.
+MARKS_EVERY = 1.0
 
 
 class StopReason(Enum):
@@ -185,6 +189,7 @@ class Runner:
                 if self._settler is not None:
                     tg.start_soon(self._settle_loop, tg, self._settler)
                 tg.start_soon(heartbeat, self._writer.emit, self._over)
+                tg.start_soon(self._absorb_marks)
         if self.write_error is not None:
             raise self.write_error
         stats = self._follower.stats
@@ -213,6 +218,14 @@ class Runner:
             if self._writer.ledger.broken is not None:
                 self._submitter.abandon()  # no answer can be recorded any more
             self.stop(StopReason.BROKEN)
+
+    async def _absorb_marks(self) -> None:
+        """Move picks, rejects and notes made during the run into the ledger, every second."""
+        with self._stops_on_write_error():
+            while self._over is not None and not self._over.is_set():
+                with anyio.move_on_after(MARKS_EVERY):
+                    await self._over.wait()
+                await absorb_live(self._writer.ledger)
 
     # -- starting work -----------------------------------------------------------------
 
