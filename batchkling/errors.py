@@ -14,12 +14,14 @@ API key. Classes carry structured fields besides: ``problems``, ``line``,
     ├── LedgerError                       an unreadable or inconsistent ledger
     │   ├── LockedError                   another runner holds the run directory
     │   └── RunDirWriteError              exit 5: the run directory cannot be written
+    │       └── ExportWriteError          an export's output (or exports.json) cannot be written
     ├── AccountError                      exit 4: the account was refused
     │   ├── AuthError                     invalid or missing API key
     │   ├── MembershipError               no active subscription (error 101)
     │   └── InsufficientBalanceError      balance too low (error 100)
     ├── PreflightError                    a pre-flight check failed: carries every Problem
     │   └── UnreachableError              no API answered at the base URL (refused, DNS, 404)
+    ├── CorruptTakeError                  exit 1: a chosen take's video does not decode (export)
     ├── StorageError                      local images could not be made available
     │   ├── StorageSetupError             no storage library, no credentials, bad settings
     │   └── UploadError                   the store failed (after retries), or a URL does not answer
@@ -45,6 +47,8 @@ __all__ = [
     "BatchklingError",
     "BudgetError",
     "ConcurrencyLimitError",
+    "CorruptTakeError",
+    "ExportWriteError",
     "InDoubtError",
     "InsufficientBalanceError",
     "LedgerError",
@@ -263,3 +267,25 @@ class RefusedError(ApiError):
 
 class TaskNotFoundError(ApiError):
     """The server does not know this task id."""
+
+
+class CorruptTakeError(BatchklingError):
+    """A chosen take's video does not decode; ``job`` names the take."""
+
+    exit_code = 1
+
+    def __init__(self, job: str, path: str, why: str) -> None:
+        super().__init__(
+            f"take {job} ({path}) cannot be read as a video: {why}.",
+            hint=f"Reject it (batchkling reject {job}) or render it again, then export again.",
+        )
+        self.job = job
+        self.path = path
+
+
+class ExportWriteError(RunDirWriteError):
+    """An output file (or ``exports.json``) could not be written; ``path`` names it."""
+
+    def __init__(self, path: str, why: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{path} could not be written ({why}).", hint=hint)
+        self.path = path

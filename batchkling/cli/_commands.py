@@ -83,6 +83,11 @@ COMMANDS: tuple[Command, ...] = (
         "write an HTML storyboard, a CSV or a JSON report of a run (no network)",
     ),
     Command(
+        "review",
+        "batchkling.cli.review",
+        "serve the storyboard on loopback to pick, reject and note takes in the browser",
+    ),
+    Command(
         "pick",
         "batchkling.cli.pick",
         "pick takes: the one of each shot that goes into the cut",
@@ -96,6 +101,11 @@ COMMANDS: tuple[Command, ...] = (
         "note",
         "batchkling.cli.note",
         "write a note on a take",
+    ),
+    Command(
+        "export",
+        "batchkling.cli.export",
+        "deliver the chosen takes: an animatic, an OpenTimelineIO timeline, a contact sheet",
     ),
     Command(
         "mock-server",

@@ -10,6 +10,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from batchkling.cli._types import finite_seconds, positive_seconds
+from batchkling.emulator.clips import CLIP_SIZE
 from batchkling.emulator.config import (
     CURSOR_FIELDS,
     DEFAULT_GEN_SECONDS,
@@ -21,6 +22,7 @@ from batchkling.emulator.config import (
     STATUS_STYLES,
     EmulatorConfig,
     parse_range,
+    parse_sizes,
 )
 from batchkling.emulator.usage_variants import USAGE_DEFECTS
 from batchkling.errors import UsageError
@@ -47,6 +49,25 @@ def _range(text: str) -> tuple[float, float]:
         return parse_range(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    from batchkling.emulator.clips import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        sizes = parse_sizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not sizes:
+        raise argparse.ArgumentTypeError("expected one size or more, WxH,WxH")
+    return sizes
 
 
 def _port(text: str) -> int:
@@ -331,6 +352,21 @@ def _video_flags(group: argparse._ArgumentGroup) -> None:
         metavar="S",
         help="served clips last S seconds longer than the task asked (negative: shorter)",
     )
+    g(
+        "--clip-size",
+        type=_size,
+        default=CLIP_SIZE,
+        metavar="WxH",
+        help=f"frame size of the served clips (default {CLIP_SIZE[0]}x{CLIP_SIZE[1]})",
+    )
+    g(
+        "--clip-sizes",
+        type=_sizes,
+        default=(),
+        metavar="WxH,WxH",
+        help="give each task's clip the next of these sizes, in the order tasks are created, "
+        "so that the takes of one storyboard differ (overrides --clip-size)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -374,6 +410,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             download_no_length=args.download_no_length,
             download_gzip=args.download_gzip,
             video_duration_offset=args.video_duration_offset,
+            clip_size=args.clip_size,
+            clip_sizes=args.clip_sizes,
             output_url_ttl=args.output_url_ttl,
             usage_lag=args.usage_lag,
             usage_clock_offset=args.usage_clock_offset,

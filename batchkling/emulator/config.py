@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields, replace
 from typing import Any
 
+from batchkling.emulator.clips import CLIP_SIZE, check_size, parse_size
 from batchkling.emulator.usage_variants import USAGE_DEFECTS
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "STATUS_STYLES",
     "EmulatorConfig",
     "parse_range",
+    "parse_sizes",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -120,6 +122,27 @@ def _a_float(name: str, value: Any) -> float:
     raise ValueError(f"{name} must be a number")
 
 
+def _a_size(name: str, value: Any) -> tuple[int, int]:
+    if isinstance(value, str):
+        return parse_size(value)
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
+        return check_size((value[0], value[1]))
+    raise ValueError(f'{name} must be "WxH" or [W, H]')
+
+
+def _sizes(name: str, value: Any) -> tuple[tuple[int, int], ...]:
+    if isinstance(value, str):
+        return parse_sizes(value)
+    if isinstance(value, list):
+        return tuple(_a_size(name, v) for v in value)
+    raise ValueError(f'{name} must be "WxH,WxH" or a list of sizes')
+
+
+def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """``"160x90,320x180"`` as a tuple of frame sizes (empty text: none)."""
+    return tuple(parse_size(part) for part in text.split(",") if part.strip())
+
+
 def _a_str(name: str, value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -189,6 +212,10 @@ class EmulatorConfig:
     download_gzip: bool = _setting(False, _a_bool)
     # Served clips last this many seconds longer than the task asked (negative: shorter).
     video_duration_offset: float = _setting(0.0, _a_float)
+    # The frame size of the served clips; with ``clip_sizes``, each task's clip takes the
+    # next size of the list in the order the tasks were created (so takes differ).
+    clip_size: tuple[int, int] = _setting(CLIP_SIZE, _a_size)
+    clip_sizes: tuple[tuple[int, int], ...] = _setting((), _sizes)
     output_url_ttl: float | None = _setting(None, _a_float, nullable=True)
     usage_lag: float = _setting(0.0, _a_float)
     # The provider's clock, as its credits usage shows it, runs this many seconds ahead of ours.
@@ -202,6 +229,12 @@ class EmulatorConfig:
         object.__setattr__(self, "gen_seconds", _check_range(self.gen_seconds, "gen_seconds"))
         object.__setattr__(self, "latency", _check_range(self.latency, "latency"))
         object.__setattr__(self, "api_keys", tuple(self.api_keys))
+        object.__setattr__(self, "clip_size", check_size(tuple(self.clip_size)))  # type: ignore[arg-type]
+        object.__setattr__(
+            self,
+            "clip_sizes",
+            tuple(check_size(tuple(s)) for s in self.clip_sizes),  # type: ignore[arg-type]
+        )
         for name in ("fail_rate", "error_rate", "lost_response_rate", "download_fail_rate"):
             _check_rate(getattr(self, name), name)
         if any(not k for k in self.api_keys):
@@ -250,9 +283,16 @@ class EmulatorConfig:
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON object (what ``GET /__emulator/config`` answers)."""
         out = asdict(self)
-        for name in ("api_keys", "gen_seconds", "latency"):
+        for name in ("api_keys", "gen_seconds", "latency", "clip_size"):
             out[name] = list(out[name])
+        out["clip_sizes"] = [list(size) for size in self.clip_sizes]
         return out
+
+    def clip_size_of(self, order: int) -> tuple[int, int]:
+        """The frame size of the clip of the task created ``order``-th (from 0)."""
+        if self.clip_sizes:
+            return self.clip_sizes[order % len(self.clip_sizes)]
+        return self.clip_size
 
     def with_changes(self, changes: Mapping[str, Any]) -> EmulatorConfig:
         """A copy with ``changes`` (JSON values) applied; ValueError names a bad field."""

@@ -133,7 +133,9 @@ class Emulator:
         self._counters = Counters()
         self._signer = UrlSigner()
         self._started_at = clock()
-        self._videos: dict[float, Blob] = {}  # by the length served, made on first use
+        # By the length and size served, made on first use.
+        self._videos: dict[tuple[float, tuple[int, int]], Blob] = {}
+        self._task_order: dict[str, int] = {}  # task id -> its place in creation order
         self._frames: dict[str, Blob] = {}
         self._urlless: dict[str, int] = {}  # task -> queries answered with no URL after it finished
         # By the last part of the endpoint's path.
@@ -399,7 +401,7 @@ class Emulator:
             if why is not None:
                 counters.answer("files", 403)
                 return FileReply(403, (why + "\n").encode(), media_type="text/plain")
-        blob = self._video_for(task.duration)
+        blob = self._video_for(task)
         if blob.content_type != config.download_content_type:
             blob = replace(blob, content_type=config.download_content_type)
         ans = self._spoiled(method, answer(blob, headers))
@@ -415,13 +417,28 @@ class Emulator:
         counters.answer("files", ans.status)
         return FileReply(ans.status, ans.body, ans.headers, chunked=ans.chunked)
 
-    def _video_for(self, duration: float) -> Blob:
-        """The clip of a task that asked for ``duration`` s, ``--video-duration-offset`` added."""
-        seconds = max(duration + self.config.video_duration_offset, 0.0)
-        blob = self._videos.get(seconds)
+    def _video_for(self, task: Task) -> Blob:
+        """The clip of ``task``: the length it asked, ``--video-duration-offset`` added, at
+        the size ``--clip-size`` (or ``--clip-sizes``, by the order tasks were created) says."""
+        config = self.config
+        seconds = max(task.duration + config.video_duration_offset, 0.0)
+        if config.clip_sizes:
+            size = config.clip_size_of(self._order_of(task.id))
+        else:
+            size = config.clip_size
+        blob = self._videos.get((seconds, size))
         if blob is None:
-            blob = self._videos[seconds] = Blob.of(clip(seconds), "video/mp4", self._started_at)
+            body = clip(seconds, size)
+            blob = self._videos[(seconds, size)] = Blob.of(body, "video/mp4", self._started_at)
         return blob
+
+    def _order_of(self, task_id: str) -> int:
+        """Where ``task_id`` stands among the tasks, in the order they were created."""
+        order = self._task_order.get(task_id)
+        if order is None:
+            self._task_order = {tid: n for n, tid in enumerate(self.state.tasks)}
+            order = self._task_order.get(task_id, 0)
+        return order
 
     def _spoiled(self, method: str, ans: Answer) -> Answer:
         """A whole-video answer made wrong the ways the settings ask (``download_gzip``, ...)."""

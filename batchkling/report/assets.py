@@ -2,19 +2,61 @@
 
 Kept apart from the markup (``batchkling.report.storyboard``) that they style
 and drive; the page's Content-Security-Policy admits the script by its hash.
+A page served by ``batchkling review`` adds its own style and script
+(``PageMode``), and its policy admits those too.
 """
 
 from __future__ import annotations
 
-__all__ = ["SCRIPT", "STYLE"]
+import base64
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["SCRIPT", "STYLE", "PageMode", "page_policy"]
+
+
+@dataclass(frozen=True)
+class PageMode:
+    """What a served page changes of the storyboard: ``href`` gives each file's URL
+    (an empty one for a file it does not serve); ``style`` and ``script`` are added
+    after the storyboard's own, and the page may fetch from its own origin."""
+
+    # A path on disk -> the URL the page fetches it by.
+    href: Callable[[str], str]
+    style: str = ""
+    script: str = ""
+
+
+def _hash(script: str) -> str:
+    digest = hashlib.sha256(script.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+def page_policy(mode: PageMode | None) -> str:
+    """The page's Content-Security-Policy: only its own inline scripts run, by their
+    hashes; a file from disk loads its media from disk, a served page from its server."""
+    if mode is None:
+        return (
+            "default-src 'none'; img-src file: http: https: data:; media-src file: http: https:; "
+            f"style-src 'unsafe-inline'; script-src {_hash(SCRIPT)}"
+        )
+    return (
+        "default-src 'none'; img-src 'self' http: https: data:; media-src 'self'; "
+        f"style-src 'unsafe-inline'; script-src {_hash(SCRIPT)} {_hash(mode.script)}; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'"
+    )
+
 
 # The shots fill the window in a grid of columns at least 320 px wide: a new column
 # every 336 px (a column and its gap) past the page's padding. A shot with several
 # takes spans as many columns as it has takes (up to four), never more than there
 # are; a browser without min() in a span gives it one column, its takes wrapping.
-# On a narrow screen the header scrolls away instead of covering half of it. A shot
-# off screen is not laid out until it nears the window (content-visibility), so
-# that a page of 100,000 cards opens, scrolls and filters without laying out all.
+# A picked take is ringed, a rejected one dimmed (clearer again under the pointer);
+# its note sits under its name. On a narrow screen the header scrolls away instead
+# of covering half of it. A shot off screen is not laid out until it nears the
+# window (content-visibility), so that a page of 100,000 cards opens, scrolls and
+# filters without laying out all.
 STYLE = """
 :root{--bg:#f6f6f4;--fg:#1d1d1f;--dim:#6b6b70;--card:#fff;--line:#dcdcd8;
 --pending:#8a8a90;--in_doubt:#c77700;--running:#1f6fd1;--completed:#0d8f8f;
@@ -83,6 +125,17 @@ padding:8px 10px;display:flex;flex-direction:column;gap:6px}
 .earlier{margin:0;font-size:12px;color:var(--dim);overflow-wrap:anywhere}
 .error{margin:0;padding:6px 8px;background:#fdecea;color:#8e1b1b;border-radius:4px;
 white-space:pre-wrap;overflow-wrap:anywhere;font:12px/1.4 ui-monospace,monospace}
+.exports{margin:4px 0 0;font-size:13px}
+.exports a{margin-right:4px}
+.card.picked{box-shadow:0 0 0 2px var(--done)}
+.card.rejected{opacity:.45}
+.card.rejected:hover,.card.rejected:focus-within{opacity:.8}
+.pick,.reject{margin-left:auto;border-radius:10px;padding:0 8px;font-size:12px;font-weight:600}
+.pick{background:#e3f4e6;color:#175c27}
+.reject{background:#f2e1e1;color:#8e1b1b}
+.pick+.reject{margin-left:0}
+.take-note{margin:0;padding:4px 8px;background:#fffbe6;border-left:3px solid #e0c341;
+border-radius:3px;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere}
 """
 
 # Plain DOM code, no library: select a state or a tag, or type in the search box,

@@ -1,36 +1,51 @@
-"""The HTML storyboard of a run: one self-contained file that works opened from disk. Pure.
+"""The HTML storyboard of a run: one self-contained file that works opened from disk.
 
 Every value that comes from the manifest, the ledger or the API goes through
 ``_text`` (element content and quoted attributes) or, for URLs, through
 ``_web_url`` / ``_file_href`` first: only ``http(s)`` links to originals, and
 files by a percent-encoded path relative to the report. A Content-Security-Policy
-allows only the one inline script, by its hash, so that a value that slipped
-through escaping still could not run.
+allows only the page's own inline scripts, by their hashes, so that a value that
+slipped through escaping still could not run.
 
 ``write_html`` writes the page to a stream one shot at a time, so that the page
-of a 100,000-job run is never held whole in memory.
+of a 100,000-job run is never held whole in memory. It shows the review's marks
+on each take (picked, rejected, its note) and links the files ``batchkling
+export`` recorded in ``exports.json``: the one file rendering reads (all else
+comes in the ``Report``), so that every page of a run links what was delivered.
+
+``batchkling review`` serves the same page with a ``PageMode``: its files by
+URL from the server, its own style and script added, the policy widened to
+the server's origin for them.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import io
 import json
 import os
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import PurePath
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
+from pathlib import Path, PurePath
 from typing import TextIO
 
 from batchkling._util import of_budget, plural, span, thousands
 from batchkling.model import JobState, Shot
-from batchkling.report.assets import SCRIPT, STYLE
+from batchkling.report.assets import SCRIPT, STYLE, PageMode, page_policy
 from batchkling.report.build import Report, RunSpan, Totals
 from batchkling.report.rows import JobRow
 
-__all__ = ["file_href", "render_html", "web_url", "write_html"]
+__all__ = [
+    "EXPORTS_NAME",
+    "PageMode",
+    "exported_files",
+    "file_href",
+    "render_card",
+    "render_html",
+    "web_url",
+    "write_html",
+]
 
 # A shot with more takes than this wraps them onto further rows.
 _TAKES_PER_ROW = 4
@@ -46,11 +61,13 @@ _STATE_TEXT = {
     JobState.SKIPPED: "skipped",
 }
 
-_SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
-_CSP = (
-    "default-src 'none'; img-src file: http: https: data:; media-src file: http: https:; "
-    f"style-src 'unsafe-inline'; script-src 'sha256-{_SCRIPT_HASH}'"
-)
+# Where ``batchkling export`` records what it wrote, and the names the page gives them.
+EXPORTS_NAME = "exports.json"
+_EXPORT_LABELS = {
+    "animatic": "animatic",
+    "otio": "timeline (OTIO)",
+    "contact_sheet": "contact sheet",
+}
 
 
 def _text(value: object) -> str:
@@ -72,49 +89,83 @@ def file_href(path: str, base_dir: str) -> str:
     return urllib.parse.quote(rel, safe="/")
 
 
-def _image(report: Report, url: str | None, label: str, base_dir: str) -> str:
+def exported_files(run_dir: str | Path) -> dict[str, tuple[str, str]]:
+    """What ``exports.json`` records that is still on disk: kind -> (absolute path, written).
+
+    The file may be absent or any kind missing; an unreadable file counts as none.
+    """
+    try:
+        found = json.loads((Path(run_dir) / EXPORTS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, tuple[str, str]] = {}
+    for kind, entry in found.items() if isinstance(found, dict) else ():
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if isinstance(path, str) and os.path.isabs(path) and os.path.isfile(path):
+            out[str(kind)] = (path, str(entry.get("written") or ""))
+    return out
+
+
+def _exports(exports: Mapping[str, tuple[str, str]], link: Callable[[str], str]) -> str:
+    """The header's line of links to the exported files, the known kinds first."""
+    order = [k for k in _EXPORT_LABELS if k in exports] + sorted(set(exports) - set(_EXPORT_LABELS))
+    links = []
+    for kind in order:
+        path, written = exports[kind]
+        href = link(path)
+        if href:
+            title = f"{PurePath(path).name}, written {written}" if written else PurePath(path).name
+            label = _EXPORT_LABELS.get(kind, kind.replace("_", " "))
+            links.append(
+                f'<a href="{_text(href)}" data-export="{_text(kind)}" title="{_text(title)}">'
+                f"{_text(label)}</a>"
+            )
+    return f'<p class="exports">exported: {" · ".join(links)}</p>' if links else ""
+
+
+def _image(report: Report, url: str | None, label: str, link: Callable[[str], str]) -> str:
     if url is None:
         return ""
     copy = report.image_copies.get(url)
-    src = file_href(copy, base_dir) if copy is not None else web_url(url)
+    src = link(copy) if copy is not None else web_url(url)
     img = (
         f'<img src="{_text(src)}" alt="{_text(label)}">'
         if src is not None
         else '<div class="noimg">no local copy</div>'
     )
-    link = web_url(url) or web_url(report.image_links.get(url))
-    if link is not None:
-        img = f'<a href="{_text(link)}" title="{_text(url)}">{img}</a>'
+    original = web_url(url) or web_url(report.image_links.get(url))
+    if original is not None:
+        img = f'<a href="{_text(original)}" title="{_text(url)}">{img}</a>'
     return f"<figure>{img}<figcaption>{_text(label)}</figcaption></figure>"
 
 
-def _poster(report: Report, row: JobRow, base_dir: str) -> str | None:
+def _poster(report: Report, row: JobRow, link: Callable[[str], str]) -> str | None:
     """The take's own first frame when it was kept, else the shot's start image."""
     own = report.posters.get(row.key)
     if own is not None:
-        return file_href(own, base_dir)
+        return link(own)
     if row.job is None:
         return None
     image = row.job.shot.image
     copy = report.image_copies.get(image)
-    return file_href(copy, base_dir) if copy is not None else web_url(image)
+    return link(copy) if copy is not None else web_url(image)
 
 
-def _player(report: Report, row: JobRow, base_dir: str) -> str | None:
+def _player(report: Report, row: JobRow, link: Callable[[str], str]) -> str | None:
     """The card's video player, or the line saying why it has none; None for other states."""
     if row.state is not JobState.DONE:
         return None
     if row.output is None or row.key not in report.videos:
         return f'<p class="note">video file missing: {_text(row.output or "")}</p>'
-    poster = _poster(report, row, base_dir)
+    poster = _poster(report, row, link)
     poster_attr = f' poster="{_text(poster)}"' if poster is not None else ""
     return (
         f'<video controls preload="metadata" playsinline '
-        f'src="{_text(file_href(row.output, base_dir))}"{poster_attr}></video>'
+        f'src="{_text(link(row.output))}"{poster_attr}></video>'
     )
 
 
-def _video_notes(report: Report, row: JobRow, base_dir: str) -> str:
+def _video_notes(report: Report, row: JobRow, link: Callable[[str], str]) -> str:
     """A warning about the video, and links to the videos of the job's earlier renders."""
     parts = []
     warning = report.video_warnings.get(row.key)
@@ -123,8 +174,7 @@ def _video_notes(report: Report, row: JobRow, base_dir: str) -> str:
     earlier = report.earlier_videos.get(row.key, ())
     if earlier:
         links = ", ".join(
-            f'<a href="{_text(file_href(path, base_dir))}">{_text(PurePath(path).name)}</a>'
-            for path in earlier
+            f'<a href="{_text(link(path))}">{_text(PurePath(path).name)}</a>' for path in earlier
         )
         parts.append(f'<p class="earlier">earlier renders kept: {links}</p>')
     return "".join(parts)
@@ -139,19 +189,32 @@ def _explained(row: JobRow) -> bool:
     return row.state is JobState.SKIPPED and bool(row.record.skip_reason)
 
 
-def _card(report: Report, row: JobRow, base_dir: str) -> str:
+def _marked(row: JobRow) -> tuple[str, str, str]:
+    """The card's extra classes, the marks beside its name, and its note."""
+    picked, rejected = bool(row.marks.get("picked")), bool(row.marks.get("rejected"))
+    classes = (" picked" if picked else "") + (" rejected" if rejected else "")
+    badges = ('<span class="pick">picked</span>' if picked else "") + (
+        '<span class="reject">rejected</span>' if rejected else ""
+    )
+    note = row.marks.get("note")
+    return classes, badges, f'<p class="take-note">{_text(note)}</p>' if note else ""
+
+
+def _card(report: Report, row: JobRow, link: Callable[[str], str]) -> str:
     state = row.state.value
+    classes, badges, note = _marked(row)
     parts = [
-        f'<article class="card" data-job="{_text(row.key)}" data-state="{state}" '
+        f'<article class="card{classes}" data-job="{_text(row.key)}" data-state="{state}" '
         f'style="--st:var(--{state})">',
-        f'<header><strong>{_text(row.key)}</strong><span class="badge">{state}</span></header>',
+        f"<header><strong>{_text(row.key)}</strong>{badges}"
+        f'<span class="badge">{state}</span></header>{note}',
     ]
-    player = _player(report, row, base_dir)
+    player = _player(report, row, link)
     if player is not None:
         parts.append(player)
     elif not _explained(row):
         parts.append(f'<p class="note">{_text(_STATE_TEXT[row.state])}</p>')
-    parts.append(_video_notes(report, row, base_dir))
+    parts.append(_video_notes(report, row, link))
     facts = [("task id", f"<code>{_text(row.task_id)}</code>" if row.task_id else "none")]
     facts.append(("credits", _text(thousands(row.credits))))
     lost = report.credits_lost.get(row.key)
@@ -159,9 +222,7 @@ def _card(report: Report, row: JobRow, base_dir: str) -> str:
         facts.append(("lost", f'<span class="over">{_text(thousands(lost))}</span>'))
     if row.output is not None:
         shown = row.record.output or row.output
-        facts.append(
-            ("output", f'<a href="{_text(file_href(row.output, base_dir))}">{_text(shown)}</a>')
-        )
+        facts.append(("output", f'<a href="{_text(link(row.output))}">{_text(shown)}</a>'))
     if row.sha256 is not None and row.output is not None:
         facts.append(("sha256", f"<code>{_text(row.sha256[:16])}…</code>"))
     parts.append("<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>")
@@ -194,8 +255,8 @@ def _groups(rows: Iterable[JobRow]) -> Iterator[tuple[Shot | None, list[JobRow]]
         yield shot, group
 
 
-def _shot(report: Report, shot: Shot | None, rows: list[JobRow], base_dir: str) -> str:
-    cards = "".join(_card(report, r, base_dir) for r in rows)
+def _shot(report: Report, shot: Shot | None, rows: list[JobRow], link: Callable[[str], str]) -> str:
+    cards = "".join(_card(report, r, link) for r in rows)
     if shot is None:
         return (
             '<section class="shot" data-tags="[]">'
@@ -215,8 +276,8 @@ def _shot(report: Report, shot: Shot | None, rows: list[JobRow], base_dir: str) 
         facts.append(f"line {shot.line}")
     spent = _spent(report, shot)
     tags = "".join(f'<span class="tag">{_text(t)}</span>' for t in shot.tags)
-    frames = _image(report, shot.image, "start image", base_dir)
-    frames += _image(report, shot.tail_image_url, "tail image", base_dir)
+    frames = _image(report, shot.image, "start image", link)
+    frames += _image(report, shot.tail_image_url, "tail image", link)
     return (
         f'<section class="shot" data-shot="{_text(shot.id)}" data-tags="{_text(tags_json)}" '
         f'style="--n:{min(len(rows), _TAKES_PER_ROW)}">'
@@ -298,7 +359,7 @@ def _filters(report: Report) -> str:
     )
 
 
-def _header(report: Report) -> str:
+def _header(report: Report, exports: str) -> str:
     t = report.totals
     runs = plural(t.runs, "run")
     if t.interrupted_runs:
@@ -310,7 +371,7 @@ def _header(report: Report) -> str:
     lost = ' class="over"' if t.credits_lost else ""
     return (
         f'<header class="top"><h1>{_text(report.title)}</h1>'
-        f'<p class="meta">{_text(" · ".join(where))}</p>'
+        f'<p class="meta">{_text(" · ".join(where))}</p>{exports}'
         '<dl class="totals">'
         f'<div><dt>jobs</dt><dd id="total-jobs">{thousands(t.jobs)}</dd></div>'
         f'<div><dt>credits committed</dt><dd id="total-credits">{_committed(t)}</dd></div>'
@@ -325,25 +386,49 @@ def _header(report: Report) -> str:
     )
 
 
-def write_html(report: Report, out: TextIO, *, base_dir: str) -> None:
+def write_html(
+    report: Report,
+    out: TextIO,
+    *,
+    base_dir: str,
+    mode: PageMode | None = None,
+    exports: Mapping[str, tuple[str, str]] | None = None,
+) -> None:
     """Write the whole page to ``out``, one shot at a time; file links are relative to
-    ``base_dir``, the report's directory."""
+    ``base_dir``, the report's directory, unless ``mode`` gives them.
+
+    ``exports`` (as ``exported_files`` gives them) is read from the run directory
+    when not given.
+    """
+    link: Callable[[str], str] = (
+        mode.href if mode is not None else partial(file_href, base_dir=base_dir)
+    )
+    found = exported_files(report.run_dir) if exports is None else exports
+    style = STYLE + (mode.style if mode is not None else "")
     out.write(
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{page_policy(mode)}">'
         '<link rel="icon" href="data:,">'
-        f"<title>{_text(report.title)} · batchkling report</title>"
-        f"<style>{STYLE}</style></head><body>"
-        f"{_header(report)}<main>"
+        f"<title>{_text(report.title)} · batchkling {'review' if mode else 'report'}</title>"
+        f"<style>{style}</style></head><body>"
+        f"{_header(report, _exports(found, link))}<main>"
     )
     for shot, rows in _groups(report.rows):
-        out.write(_shot(report, shot, rows, base_dir))
-    out.write(f"</main><script>{SCRIPT}</script></body></html>\n")
+        out.write(_shot(report, shot, rows, link))
+    out.write(f"</main><script>{SCRIPT}</script>")
+    if mode is not None:
+        out.write(f"<script>{mode.script}</script>")
+    out.write("</body></html>\n")
 
 
-def render_html(report: Report, *, base_dir: str) -> str:
-    """The whole page as text; file links are relative to ``base_dir``."""
+def render_card(report: Report, row: JobRow, mode: PageMode) -> str:
+    """One take's card alone, as the served page shows it (to replace one that changed)."""
+    return _card(report, row, mode.href)
+
+
+def render_html(report: Report, *, base_dir: str, mode: PageMode | None = None) -> str:
+    """The whole page as text; file links relative to ``base_dir`` unless ``mode`` gives them."""
     buf = io.StringIO()
-    write_html(report, buf, base_dir=base_dir)
+    write_html(report, buf, base_dir=base_dir, mode=mode)
     return buf.getvalue()

@@ -46,7 +46,8 @@ def test_every_flag_reaches_the_emulator_config() -> None:
         *("--latency", "0.01,0.02", "--download-fail-rate", "0.3", "--output-url-ttl", "60"),
         *("--usage-lag", "5", "--usage-clock-offset", "-90", "--usage-defect", "epoch-ms"),
         *("--download-short-length", "--download-no-length", "--download-gzip"),
-        *("--video-duration-offset", "-2.5"),
+        *("--video-duration-offset", "-2.5", "--clip-size", "320x180"),
+        *("--clip-sizes", "160x90,320x180"),
         *("--state", "s.jsonl"),
     )
     config = mock_server.config_from_args(args)
@@ -88,6 +89,8 @@ def test_every_flag_reaches_the_emulator_config() -> None:
         "download_no_length": True,
         "download_gzip": True,
         "video_duration_offset": -2.5,
+        "clip_size": [320, 180],
+        "clip_sizes": [[160, 90], [320, 180]],
         "output_url_ttl": 60.0,
         "usage_lag": 5.0,
         "usage_clock_offset": -90.0,
