@@ -37,6 +37,7 @@ __all__ = [
     "Shot",
     "billable_range",
     "canonical_json",
+    "chain_placeholder",
     "credits_for",
     "fingerprint",
 ]
@@ -76,6 +77,11 @@ def billable_range(duration: float, mode: str) -> tuple[float, int]:
     emulator bills the exact product.
     """
     return duration * RATES[mode], credits_for(duration, mode)
+
+
+def chain_placeholder(kind: str, source: str) -> str:
+    """What a chained image field holds until its frame is extracted: ``after:s01``."""
+    return f"{kind}:{source}"
 
 
 def canonical_json(value: Any) -> str:
@@ -122,6 +128,38 @@ class Shot:
     # not the URL, so signing the URL again is no change to the entry.
     image_sha256: str | None = None
     tail_sha256: str | None = None
+
+    # Chaining: the start frame is the last frame of another shot's chosen take, the end
+    # frame the first frame of one. Until the run extracts the frame, ``image``
+    # (``tail_image_url``) holds ``after:<id>`` (``before:<id>``), which no URL the
+    # manifest reader gives ever starts with; once extracted it is a local image like
+    # any other, counted by content.
+
+    @property
+    def after(self) -> str | None:
+        """The shot whose last frame this one starts on, while that frame is not extracted."""
+        image = self.image
+        if image.startswith("after:") and self.image_sha256 is None:
+            return image[6:]
+        return None
+
+    @property
+    def before(self) -> str | None:
+        """The shot whose first frame this one ends on, while that frame is not extracted."""
+        tail = self.tail_image_url
+        if tail is not None and tail.startswith("before:") and self.tail_sha256 is None:
+            return tail[7:]
+        return None
+
+    @property
+    def waits_for(self) -> tuple[tuple[str, str], ...]:
+        """``(field, source shot)`` of each chained frame not extracted yet."""
+        out: list[tuple[str, str]] = []
+        if (after := self.after) is not None:
+            out.append(("image", after))
+        if (before := self.before) is not None:
+            out.append(("tail_image_url", before))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -192,8 +230,14 @@ class Manifest:
 
     @property
     def has_local_images(self) -> bool:
-        """True when some shot names an image file on this machine (to upload first)."""
-        return any(s.image_sha256 is not None or s.tail_sha256 is not None for s in self.shots)
+        """True when some shot names an image file on this machine (to upload first).
+
+        A chained frame counts: it is extracted on this machine and uploaded.
+        """
+        return any(
+            s.image_sha256 is not None or s.tail_sha256 is not None or s.waits_for
+            for s in self.shots
+        )
 
     @cached_property
     def jobs(self) -> tuple[Job, ...]:

@@ -1,4 +1,7 @@
-"""`batchkling plan`: what a manifest costs, job by job, against the budget. Spends nothing."""
+"""`batchkling plan`: what a manifest costs, job by job, against the budget. Spends nothing.
+
+Chained jobs cost what any job costs; the plan also says which job waits for which.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from batchkling.cli._manifest_args import add_manifest_options, load_manifest_fr
 if TYPE_CHECKING:
     from batchkling.cli._io import IO
     from batchkling.cost import CostPlan
+    from batchkling.model import Manifest
 
 __all__ = ["cmd_plan", "register"]
 
@@ -64,6 +68,26 @@ def _table(cost: CostPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _waits(manifest: Manifest) -> list[dict[str, str]]:
+    """Each chained job, the shot it waits for and which frame of that shot it takes."""
+    out = []
+    for job in manifest.jobs:
+        for field, source in job.shot.waits_for:
+            frame = "last" if field == "image" else "first"
+            out.append({"job": job.key, "waits_for": source, "frame": frame, "field": field})
+    return out
+
+
+def _waits_text(waits: list[dict[str, str]]) -> str:
+    if not waits:
+        return ""
+    lines = ["", "chained (each created once the shot it waits for is done):"]
+    for w in waits:
+        use = "starts on" if w["field"] == "image" else "ends on"
+        lines.append(f"  {w['job']} waits for {w['waits_for']} ({use} its {w['frame']} frame)")
+    return "\n".join(lines) + "\n"
+
+
 def _total_row(mode: str, jobs: int, seconds: float, credits: int) -> str:
     return f"{mode:<8}  {thousands(jobs):>6}  {thousands(seconds):>8}  {thousands(credits):>10}"
 
@@ -74,9 +98,13 @@ def cmd_plan(args: argparse.Namespace, io: IO) -> int:
 
     manifest = load_manifest_from_args(args, io)
     cost = plan(manifest.jobs, manifest.budget)
+    waits = _waits(manifest)
     if args.json:
-        io.out.write(json.dumps(plan_json(cost), ensure_ascii=False) + "\n")
+        doc = plan_json(cost)
+        if waits:
+            doc["waits"] = waits
+        io.out.write(json.dumps(doc, ensure_ascii=False) + "\n")
     else:
-        io.out.write(_table(cost))
+        io.out.write(_table(cost) + _waits_text(waits))
     check_budget(cost)  # BudgetError: exit 3, the message says by how much and what fits
     return 0

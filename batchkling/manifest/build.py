@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from batchkling.errors import Problem
+from batchkling.manifest.chain import (
+    ChainRef,
+    chain_problems,
+    may_chain,
+    missing_upload,
+    split_chain,
+)
 from batchkling.manifest.local import LocalFiles, is_local_name
 from batchkling.manifest.problems import problems_from_errors
 from batchkling.manifest.rules import (
@@ -72,6 +79,8 @@ class Builder:
         self.raw_defaults: dict[str, Any] = {}
         self.defaults: dict[str, Any] = {}
         self.ids: dict[str, tuple[str, int | None]] = {}
+        self.chains: list[ChainRef] = []  # every chained frame read, in manifest order
+        self.chain_now: dict[str, str] = {}  # field -> source, of the shot being built
 
     def setting_line(self, path: Any) -> int | None:
         """The line of a top-level setting (or of one default) named by a schema error's path."""
@@ -119,6 +128,8 @@ class Builder:
 
     def require_upload_target(self, shots: list[Shot]) -> None:
         """A local image needs somewhere to go: one problem, at the first shot that has one."""
+        if self.upload_to is None and self.chains:
+            self.problems.append(missing_upload(self.chains[0], self.file))
         if self.upload_to is not None or not self.local_sha:
             return
         first = next((s for s in shots if s.image_sha256 or s.tail_sha256), None)
@@ -214,6 +225,12 @@ class Builder:
 
     def url(self, value: str, shot: str | None, line: int | None, field: str) -> Any:
         """The URL resolved against the base URL (a local file's: ``file:``), or ``_FAILED``."""
+        if field in self.chain_now:
+            return value  # a chained frame's placeholder, until the run extracts the frame
+        if not isinstance(value, str) or value.startswith(("after:", "before:")):
+            message = "a chained frame is written on the shot it belongs to, not as a default"
+            self.problems.append(Problem(self.file, line, shot, field, message))
+            return _FAILED
         try:
             # With an invalid base URL, relative names were meant as URLs: not as files.
             if not self.base_invalid and is_local_name(value, base=self.base):
@@ -285,6 +302,11 @@ class Builder:
             raws[index] = None  # type: ignore[call-overload]
             fields = raw.fields
             is_dict = type(fields) is dict
+            if self.chain_now:
+                self.chain_now = {}
+            if is_dict and may_chain(fields):
+                raw = self.chained(raw)
+                fields = raw.fields
             # The schema judges the shot as the API will see it: over its defaults.
             merged = {**raw_defaults, **fields} if raw_defaults and is_dict else fields
             errors = validate(merged)
@@ -314,6 +336,30 @@ class Builder:
                 Problem(self.file, None, None, None, "holds no shots, only a header")
             )
         return out
+
+    def chained(self, raw: RawShot) -> RawShot:
+        """The raw shot with its chained frames as placeholders; the chains noted, or reported."""
+        fields, chains, found = split_chain(raw.fields)
+        sid = fields.get("id")
+        label = sid if isinstance(sid, str) else None
+        lines = raw.key_lines
+        for name, message in found:
+            line = lines.get(name, raw.line)
+            self.problems.append(Problem(self.file, line, label, name, message))
+        if chains and isinstance(sid, str):
+            self.chain_now = chains
+            self.chains += [
+                ChainRef(sid, name, source, lines.get(name, raw.line))
+                for name, source in chains.items()
+            ]
+        bad = raw.bad | {name for name, _ in found}
+        return RawShot(fields, raw.line, raw.key_lines, frozenset(bad))
+
+    def check_chains(self) -> None:
+        """Chained frames name shots of the manifest, and no chain comes back to its start."""
+        if self.chains:
+            ids = {key: sid for key, (sid, _line) in self.ids.items()}
+            self.problems += chain_problems(self.chains, ids, self.file)
 
     def shot_problems(self, raw: RawShot, label: str, errors: Any, failed: set[str]) -> None:
         """Report the schema's errors of one shot, each at the line of its field."""

@@ -120,6 +120,7 @@ def build_manifest(
             upload_public_url=upload_public_url,
         )
         shots = builder.shots(doc.shots or [])
+        builder.check_chains()
         if require_upload:
             builder.require_upload_target(shots)
         warnings = _refuse_problems(builder.problems, builder.warnings, strict=strict)

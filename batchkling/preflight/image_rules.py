@@ -360,8 +360,10 @@ def distinct_urls(shots: Iterable[Shot]) -> list[str]:
     """Every start and tail image URL once, in manifest order."""
     seen: dict[str, None] = {}
     for shot in shots:
-        seen.setdefault(shot.image, None)
-        if shot.tail_image_url is not None:
+        # A chained frame not extracted yet has no URL to check: it comes from a video.
+        if shot.after is None:
+            seen.setdefault(shot.image, None)
+        if shot.tail_image_url is not None and shot.before is None:
             seen.setdefault(shot.tail_image_url, None)
     return list(seen)
 

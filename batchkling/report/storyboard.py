@@ -123,9 +123,21 @@ def _exports(exports: Mapping[str, tuple[str, str]], link: Callable[[str], str])
     return f'<p class="exports">exported: {" · ".join(links)}</p>' if links else ""
 
 
+def _chained(url: str) -> str | None:
+    """What a chained image field waits for, in words (``after:s01``), or None."""
+    for kind, words in (("after:", "last frame of {}"), ("before:", "first frame of {}")):
+        if url.startswith(kind):
+            return words.format(url[len(kind) :])
+    return None
+
+
 def _image(report: Report, url: str | None, label: str, link: Callable[[str], str]) -> str:
     if url is None:
         return ""
+    waits = _chained(url)
+    if waits is not None:  # a chained frame, not extracted yet: it comes from a video
+        frame = f'<div class="noimg">{_text(waits)}</div>'
+        return f"<figure>{frame}<figcaption>{_text(label)}</figcaption></figure>"
     copy = report.image_copies.get(url)
     src = link(copy) if copy is not None else web_url(url)
     img = (

@@ -16,6 +16,12 @@ and the tasks already running are followed to the end. A run directory (or
 account journal) that cannot be written stops everything at once: nothing more
 is created, the running tasks are left for the next run, and ``run()`` raises
 the ``RunDirWriteError``.
+
+Chained jobs (``chain``) hold no slot while they wait: each waits for its
+source's chosen take to be done (downloaded, verified), then its frame is
+extracted and uploaded, and only then does it queue for a slot like any job. A
+source that fails or is skipped skips its chain, with the reason; one that is
+not done when the run ends leaves its chain pending for the next run.
 """
 
 from __future__ import annotations
@@ -25,16 +31,23 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
+from pathlib import Path
 
 import anyio
 import anyio.abc
 
 from batchkling.api.client import SjinnClient
-from batchkling.errors import AccountError, InsufficientBalanceError, RunDirWriteError
+from batchkling.errors import (
+    AccountError,
+    InsufficientBalanceError,
+    RunDirWriteError,
+    StorageError,
+)
 from batchkling.journal import AccountJournal
 from batchkling.ledger import Ledger
 from batchkling.model import Job
 from batchkling.review.inbox import absorb_live
+from batchkling.run.chain import Chainer, chain_reason
 from batchkling.run.download import Downloader, DownloadFailure
 from batchkling.run.follow import Follower, FollowVerdict
 from batchkling.run.live import LiveView, heartbeat, kind_of
@@ -81,6 +94,7 @@ class Runner:
 
     ``journal``: the account journal (see ``batchkling.journal``), shared by the
     submitter (intents, task ids, duplicates, the price lock) and the settler.
+    ``chainer`` (set before ``run()``) resolves the frames of chained jobs.
     """
 
     def __init__(
@@ -140,6 +154,14 @@ class Runner:
         self._writer.live = self._live_view(client).view
         self.write_error: RunDirWriteError | None = None
         self.result = RunResult(counts={}, credits_committed=0)
+        self._chain_init(selection)
+
+    def _chain_init(self, sel: Selection) -> None:
+        self.chainer: Chainer | None = None  # set by the caller when the manifest has chains
+        # Set once a job of this run's work is over (or will not start): what chains wait on.
+        worked = [j for j, _ in sel.submit] + [*sel.follow, *sel.download]
+        self._finished = {job.key: anyio.Event() for job in worked}
+        self._started: set[str] = set()
 
     def _live_view(self, client: SjinnClient) -> LiveView:
         # For the live display: the jobs still to start, and those in a slot with no task.
@@ -235,6 +257,9 @@ class Runner:
                 await self._feed_all(tg)
         finally:
             self._feeding = False
+            for key, event in self._finished.items():
+                if key not in self._started:
+                    event.set()  # it will not start in this run: nobody waits for it
             self._queued.clear()  # nothing more starts from the feed
             self._slots.release_stuck()  # nobody waits for a slot from the feed any more
             self._check_over()
@@ -247,13 +272,17 @@ class Runner:
     async def _feed_all(self, tg: anyio.abc.TaskGroup) -> None:
         for job in self.sel.skipped:
             await self._writer.note("skipped", job.key, reason="does not fit the budget")
+        for job, why in self.sel.chain_skipped:
+            await self._writer.note("skipped", job.key, reason=why)
         if not self.opt.no_download:
             for job in self.sel.download:
                 urls = self._writer.state.record(job.key).output_urls
                 self._active += 1  # counted from now, so the work is never seen as done early
+                self._started.add(job.key)
                 tg.start_soon(self._counted_download, job, tuple(urls))
         for job in self.sel.follow:
             self._active += 1
+            self._started.add(job.key)
             await tg.start(self._job, job, None)
         for job, reason in self.sel.submit:
             if self.opt.no_wait and self._slots.free == 0:
@@ -265,6 +294,10 @@ class Runner:
                 self._queued.pop(job.key, None)
                 continue
             self._active += 1
+            self._started.add(job.key)
+            if job.shot.waits_for and self.chainer is not None:
+                tg.start_soon(self._chained, job, reason)  # holds no slot while it waits
+                continue
             await tg.start(self._job, job, reason)
 
     async def _settle_loop(self, tg: anyio.abc.TaskGroup, settler: Settler) -> None:
@@ -338,7 +371,65 @@ class Runner:
                     await self._download(job, urls)
         finally:
             self._active -= 1
+            self._over_for(job.key)
             self._check_over()
+
+    def _over_for(self, key: str) -> None:
+        event = self._finished.get(key)
+        if event is not None:
+            event.set()
+
+    # -- chained jobs ------------------------------------------------------------------
+
+    async def _chained(self, job: Job, reason: str) -> None:
+        """Wait for the sources of a chained job, resolve its frames, then run it as any job.
+
+        The caller counted the job in ``_active``; ``_job`` takes that over once it runs.
+        """
+        handed = False
+        try:
+            with self._stops_on_write_error():
+                videos = await self._sources_of(job)
+                if videos is None or self._stop is not None or self.chainer is None:
+                    return
+                try:
+                    resolved = await self.chainer.resolve(job, videos)
+                except StorageError as exc:
+                    self.result.notes.append(f"{job.key}: {exc} It stays pending; run again.")
+                    return
+                handed = True
+            if handed:
+                await self._job(resolved, reason)
+        finally:
+            if not handed:
+                self._queued.pop(job.key, None)
+                self._active -= 1
+                self._over_for(job.key)
+                self._check_over()
+
+    async def _sources_of(self, job: Job) -> dict[str, Path] | None:
+        """Field -> the source video of each chained frame; None when the job cannot go now."""
+        videos: dict[str, Path] = {}
+        run_dir = self._writer.ledger.run_dir
+        assert self.chainer is not None
+        for field, source in job.shot.waits_for:
+            found = await self.chainer.source(source, lambda: self._writer.state, self._finished)
+            output = self._writer.state.record(found.key).output if found.key else None
+            if found.status == "ready" and output is not None:
+                videos[field] = run_dir / output
+                continue
+            if found.status == "lost":
+                if not self._writer.state.record(job.key).ever_sent:
+                    await self._writer.note(
+                        "skipped", job.key, reason=chain_reason(field, found.why)
+                    )
+            elif self._stop is None:
+                self.result.notes.append(
+                    f"{job.key}: waits for {source}, which is not done in this run; "
+                    "it stays pending, run again once it is."
+                )
+            return None
+        return videos
 
     async def _create_and_follow(self, job: Job, reason: str | None) -> tuple[str, ...] | None:
         """The finished task's output URLs; None when there is nothing to download."""
@@ -444,6 +535,7 @@ class Runner:
                 await self._download(job, urls)
         finally:
             self._active -= 1
+            self._over_for(job.key)
             self._check_over()
 
     async def _download(self, job: Job, urls: Sequence[str]) -> None:

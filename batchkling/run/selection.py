@@ -5,6 +5,11 @@ before anything is sent: a job is only submitted when the ledger shows that no
 create of it can have been charged (or the user asked for a resubmission), and
 the credits still to commit are checked against the budget over every run of
 the run directory together.
+
+A chained job whose source shot can no longer be done in this run (its takes
+failed, were skipped, or do not fit the budget) is skipped with a reason naming
+the source, and costs nothing; one whose source is still to come waits for it
+in the runner (``chain``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from dataclasses import dataclass, field
 
 from batchkling.errors import BudgetError
 from batchkling.model import Job, JobState
+from batchkling.review.marks import Marks
+from batchkling.run.chain import chain_reason, choose_take, takes_by_shot
 from batchkling.state import JobRecord, RunState
 
 __all__ = ["Selection", "plan_moves", "select_work"]
@@ -34,6 +41,8 @@ class Selection:
     to_commit: int  # credits the submissions will commit
     budget: int | None
     notes: tuple[str, ...] = field(default=())
+    # Chained jobs whose source cannot be done in this run: (job, reason), never sent.
+    chain_skipped: tuple[tuple[Job, str], ...] = field(default=())
 
 
 def _reason(
@@ -68,16 +77,23 @@ def select_work(
     resubmit_in_doubt: bool = False,
     rerender_changed: bool = False,
     present: frozenset[str] = frozenset(),
+    marks: Marks | None = None,
 ) -> Selection:
     """Decide what to submit, poll and download. Raises ``BudgetError`` when it cannot fit.
 
     ``present`` names the done jobs whose video is still on disk and intact; a
-    done job missing from it is downloaded again (never created again).
+    done job missing from it is downloaded again (never created again). ``marks``
+    (the review's picks) decide which take a chained job starts from.
     """
     sorted_ = _Sorted()
     for job in jobs:
         rec = st.jobs.get(job.key) or JobRecord(job=job.key)
-        changed = rec.fingerprint is not None and rec.fingerprint != job.fingerprint
+        # A chained job whose frame is not extracted yet cannot be compared: not changed.
+        changed = (
+            rec.fingerprint is not None
+            and rec.fingerprint != job.fingerprint
+            and not job.shot.waits_for
+        )
         reason = _reason(
             job,
             rec,
@@ -88,21 +104,11 @@ def select_work(
         )
         sorted_.add(job, rec, reason, changed=changed, present=job.key in present)
     committed = st.credits_committed
-    notes: tuple[str, ...] = ()
-    submit = sorted_.submit
-    skipped: list[Job] = []
-    if budget is not None and committed + _credits(submit) > budget:
-        submit, left = _fit(submit, committed, budget, allow_partial=allow_partial)
-        # States only move forward: a job with a create behind it is never marked
-        # skipped; it keeps its state (done, failed, in doubt) and is only not resent.
-        skipped = [j for j in left if not st.record(j.key).ever_sent]
-        kept = [j.key for j in left if st.record(j.key).ever_sent]
-        if skipped:
-            notes = (f"{len(skipped)} job(s) do not fit the budget and are skipped.",)
-        if kept:
-            notes += (
-                f"not sent again, the budget has no room; each keeps its state: {', '.join(kept)}.",
-            )
+    chains = _Chains(jobs, st, marks or Marks(), present, sorted_)
+    submit = chains.drop_lost(sorted_.submit)
+    if rerender_changed:
+        submit = chains.pull_downstream(jobs, submit)
+    submit, skipped, notes = _budgeted(submit, st, budget, allow_partial, chains)
     return Selection(
         submit=tuple(submit),
         follow=tuple(sorted_.follow),
@@ -115,7 +121,91 @@ def select_work(
         to_commit=_credits(submit),
         budget=budget,
         notes=notes,
+        chain_skipped=tuple((j, r) for j, r in chains.lost if not st.record(j.key).ever_sent),
     )
+
+
+class _Chains:
+    """Chained jobs to submit whose source cannot be done in this run, with the reason."""
+
+    def __init__(
+        self, jobs: Sequence[Job], st: RunState, marks: Marks, present: frozenset[str], s: _Sorted
+    ) -> None:
+        self.takes = takes_by_shot(jobs)
+        self.st = st
+        self.marks = marks
+        self.present = present
+        self.sorted = s
+        self.others = {j.key for j in (*s.follow, *s.download)}
+        self.lost: list[tuple[Job, str]] = []
+        self.over_budget: set[str] = set()
+
+    def drop_lost(self, submit: list[tuple[Job, str]]) -> list[tuple[Job, str]]:
+        """``submit`` without the chained jobs whose source is lost (over and over: chains)."""
+        if not any(job.shot.waits_for for job, _ in submit):
+            return submit
+        while True:
+            alive = self.others | {job.key for job, _ in submit}
+            lost_keys = {j.key for j, _ in self.lost}
+            dropped: dict[str, str] = {}
+            for job, _reason in submit:
+                why = self._why_lost(job, alive, lost_keys)
+                if why is not None:
+                    dropped[job.key] = why
+            if not dropped:
+                return submit
+            self.lost += [(job, dropped[job.key]) for job, _ in submit if job.key in dropped]
+            submit = [(job, r) for job, r in submit if job.key not in dropped]
+
+    def pull_downstream(
+        self, jobs: Sequence[Job], submit: list[tuple[Job, str]]
+    ) -> list[tuple[Job, str]]:
+        """With ``--rerender-changed``: a chain made from a take rendered again here follows it.
+
+        Its frame is not extracted yet (``chain.extract_ready`` left it waiting), so it
+        waits for the new take in the runner. Only done or failed jobs are pulled in:
+        one running or in doubt keeps its state.
+        """
+        order = {job.key: i for i, job in enumerate(jobs)}
+        while True:
+            keys = {job.key for job, _ in submit}
+            added = [
+                (job, "rerender-changed")
+                for job in jobs
+                if job.key not in keys
+                and job.shot.waits_for
+                and self.st.state_of(job.key) in (JobState.DONE, JobState.FAILED)
+                and any(
+                    k in keys for _f, src in job.shot.waits_for for k in self.takes.get(src, [])
+                )
+            ]
+            if not added:
+                return submit
+            pulled = {job.key for job, _ in added}
+            for kept in (self.sorted.download, self.sorted.failed, self.sorted.changed):
+                kept[:] = [j for j in kept if j.key not in pulled]
+            submit = sorted([*submit, *added], key=lambda item: order[item[0].key])
+
+    def _why_lost(self, job: Job, alive: set[str], lost_keys: set[str]) -> str | None:
+        for field_name, source in job.shot.waits_for:
+            takes = self.takes.get(source, [])
+            found = choose_take(
+                source,
+                takes,
+                self.st.state_of,
+                marks=self.marks,
+                present=self.present,
+                alive=alive,
+            )
+            if found.status != "lost":
+                continue
+            why = found.why
+            if takes and all(k in lost_keys for k in takes):
+                why = f"{source} is skipped too"
+            elif takes and all(k in self.over_budget for k in takes):
+                why = f"{source} does not fit the budget"
+            return chain_reason(field_name, why)
+        return None
 
 
 @dataclass
@@ -146,6 +236,33 @@ class _Sorted:
             self.in_doubt.append(job)
         elif state is JobState.FAILED:
             self.failed.append(job)
+
+
+def _budgeted(
+    submit: list[tuple[Job, str]],
+    st: RunState,
+    budget: int | None,
+    allow_partial: bool,
+    chains: _Chains,
+) -> tuple[list[tuple[Job, str]], list[Job], tuple[str, ...]]:
+    """The submissions within the budget, the jobs skipped for it, and what to say about it."""
+    committed = st.credits_committed
+    if budget is None or committed + _credits(submit) <= budget:
+        return submit, [], ()
+    notes: tuple[str, ...] = ()
+    submit, left = _fit(submit, committed, budget, allow_partial=allow_partial)
+    # States only move forward: a job with a create behind it is never marked
+    # skipped; it keeps its state (done, failed, in doubt) and is only not resent.
+    skipped = [j for j in left if not st.record(j.key).ever_sent]
+    kept = [j.key for j in left if st.record(j.key).ever_sent]
+    if skipped:
+        notes = (f"{len(skipped)} job(s) do not fit the budget and are skipped.",)
+    if kept:
+        notes += (
+            f"not sent again, the budget has no room; each keeps its state: {', '.join(kept)}.",
+        )
+    chains.over_budget = {j.key for j in left}
+    return chains.drop_lost(submit), skipped, notes  # less any chained on what is left out
 
 
 def _credits(submit: Sequence[tuple[Job, str]]) -> int:

@@ -9,6 +9,10 @@ images, free calls only); then the runner. ``run_ended`` is recorded however
 the run ends, a refusal included, except when the process is killed or the run
 directory can no longer be written. Last, the audit: what the account charged
 over the run directory's runs, against the ledger.
+
+Chained shots: the frames of those whose source was done by an earlier run are
+extracted before anything is compared with the ledger (``chain.extract_ready``),
+so their fingerprints are those they were sent with; the rest wait in the runner.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -27,6 +32,7 @@ from batchkling.errors import (
     AccountError,
     ApiError,
     BatchklingError,
+    BudgetError,
     InsufficientBalanceError,
     PreflightError,
 )
@@ -36,6 +42,7 @@ from batchkling.model import JobState, Manifest
 from batchkling.preflight.checks import run_preflight
 from batchkling.reconcile.usage import audit_run_dir, reconcile_ledger
 from batchkling.report.rows import intact_videos
+from batchkling.run.chain import CHAINED_DIR, Chainer, extract_ready, run_marks
 from batchkling.run.events import Checked, Opened, Planned, Reconciled, RunEvent, Started
 from batchkling.run.options import RunOptions, RunResult
 from batchkling.run.runner import Runner
@@ -128,7 +135,7 @@ async def run_manifest(
     ledger, warnings = open_run(manifest, run_dir)
     with ledger:
         emit(Opened(run_dir, warnings))
-        moves = _move(manifest, ledger)
+        manifest, moves = _prepare(manifest, ledger, opt)
         _select(manifest, ledger, run_dir, opt)  # over budget: refused before anything is sent
         started = time.monotonic()
         _record_start(ledger, manifest, opt, rate)
@@ -230,7 +237,7 @@ async def _work(
     if preflight and selection.submit:
         report = await run_preflight(
             client,
-            manifest,
+            _checkable(manifest, run_dir),
             needed=selection.to_commit,
             http=http,
             run_dir=run_dir,
@@ -251,6 +258,8 @@ async def _work(
         journal=journal,
         lag_seen=lag,
     )
+    if any(shot.waits_for for shot in manifest.shots):
+        runner.chainer = Chainer(manifest, run_dir, uploader=uploader, http=http)
     emit(Started())
     failure: BatchklingError | None = None
     async with anyio.create_task_group() as tg:
@@ -340,6 +349,60 @@ async def _audit(
         result.audit_problem = f"the credits usage could not be read ({exc})"
 
 
+def _extract_chains(manifest: Manifest, ledger: Ledger, opt: RunOptions) -> Manifest:
+    """The frames of chains on takes done by earlier runs, extracted.
+
+    With ``--rerender-changed``, a chain on a take this run renders again is left to
+    wait for the new take (and is rendered again after it).
+    """
+    run_dir, st = ledger.run_dir, ledger.state
+    present = intact_videos(run_dir, st)
+    out = extract_ready(manifest, st, run_dir, present)
+    if not opt.rerender_changed:
+        return out
+    again: set[str] = set()
+    while True:  # down the chains: each one rendered again leaves the next one waiting
+        try:
+            submit = {job.key for job, _ in _select(out, ledger, run_dir, opt).submit}
+        except BudgetError:
+            return out  # refused right after, by the selection that counts
+        if submit <= again:
+            return out
+        again |= submit
+        out = extract_ready(manifest, st, run_dir, present, again=again)
+
+
+def _prepare(
+    manifest: Manifest, ledger: Ledger, opt: RunOptions
+) -> tuple[Manifest, tuple[tuple[str, str], ...]]:
+    """Before the work is decided: chained frames extracted, renamed entries' records moved.
+
+    Chains on takes done by earlier runs get their frames first, so that their
+    fingerprints are the ones they were sent with.
+    """
+    if any(shot.waits_for for shot in manifest.shots):
+        manifest = _extract_chains(manifest, ledger, opt)
+    return manifest, _move(manifest, ledger)
+
+
+def _checkable(manifest: Manifest, run_dir: Path) -> Manifest:
+    """The manifest pre-flight checks: frames taken from videos are not checked as images.
+
+    A chained frame is a frame of a video the provider made, not a picture someone
+    chose (and one still waiting has no image yet): its shot's other image is checked.
+    """
+    frames = (run_dir / CHAINED_DIR).absolute().as_uri() + "/"
+    shots = []
+    for shot in manifest.shots:
+        if shot.after is not None or shot.image.startswith(frames):
+            continue
+        tail = shot.tail_image_url or ""
+        if shot.before is not None or tail.startswith(frames):
+            shot = replace(shot, tail_image_url=None, tail_sha256=None)
+        shots.append(shot)
+    return replace(manifest, shots=tuple(shots))
+
+
 def _select(manifest: Manifest, ledger: Ledger, run_dir: Path, opt: RunOptions) -> Selection:
     return select_work(
         manifest.jobs,
@@ -350,6 +413,7 @@ def _select(manifest: Manifest, ledger: Ledger, run_dir: Path, opt: RunOptions) 
         resubmit_in_doubt=opt.resubmit_in_doubt,
         rerender_changed=opt.rerender_changed,
         present=intact_videos(run_dir, ledger.state),
+        marks=run_marks(run_dir, ledger.state),
     )
 
 

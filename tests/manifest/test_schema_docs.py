@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _type(prop: dict[str, Any]) -> str:
     if "$ref" in prop:
         return "see shot fields"
+    if "anyOf" in prop:  # a string, or a mapping such as ``{after: ID}``
+        return " or ".join("mapping" if "$ref" in alt else _type(alt) for alt in prop["anyOf"])
     if "const" in prop:
         return f"`{json.dumps(prop['const'])}`"
     if "enum" in prop:
