@@ -35,6 +35,7 @@ from typing import BinaryIO
 __all__ = [
     "atomic_file",
     "collector_paused",
+    "fsync_path",
     "of_budget",
     "plural",
     "span",
@@ -80,6 +81,15 @@ def span(seconds: float) -> str:
         return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory by its path (a directory: the renames inside it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:

@@ -148,6 +148,17 @@ def open_takes(args: argparse.Namespace, command: str, io: IO) -> Takes:
     )
 
 
+def takes_named(args: argparse.Namespace, command: str, io: IO) -> tuple[Takes, list[str]]:
+    """The run directory's takes, and the job keys the command line names (each once, in order)."""
+    words = split_words(args, command)
+    if not words:
+        raise UsageError(
+            f"{command} needs at least one JOB.", hint=f"See batchkling {command} --help."
+        )
+    takes = open_takes(args, command, io)
+    return takes, list(dict.fromkeys(takes.job(w, command).key for w in words))
+
+
 def record_marks(takes: Takes, events: Sequence[MarkEvent], said: Sequence[str], io: IO) -> None:
     """Drop ``events`` into the inbox, move it into the ledger if it is free, print ``said``.
 

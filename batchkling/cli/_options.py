@@ -30,6 +30,7 @@ __all__ = [
     "ApiSettings",
     "Connection",
     "add_api_options",
+    "add_manifest_or_run_dir",
     "add_rate_option",
     "add_reach_option",
     "add_run_dir_option",
@@ -56,6 +57,17 @@ def add_run_dir_option(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="run directory (default: <manifest dir>/<manifest stem>.run/)",
     )
+
+
+def add_manifest_or_run_dir(p: argparse.ArgumentParser) -> None:
+    """``MANIFEST|--run-dir DIR``: the run a reading command (report, review, export) reads."""
+    p.add_argument(
+        "manifest",
+        nargs="?",
+        metavar="MANIFEST",
+        help="the manifest (default: the one the ledger's header names)",
+    )
+    add_run_dir_option(p)
 
 
 def add_rate_option(p: argparse.ArgumentParser) -> None:

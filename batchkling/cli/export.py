@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchkling.cli._manifest_args import add_shot_overrides, run_dir_of
-from batchkling.cli._options import add_run_dir_option
+from batchkling.cli._options import add_manifest_or_run_dir
 from batchkling.cli._types import positive_seconds
 from batchkling.errors import UsageError
 
@@ -54,13 +54,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "an OpenTimelineIO timeline and a PNG contact sheet (any of them), and print one line "
         "per file written. No network; the run's videos/ is only read.",
     )
-    p.add_argument(
-        "manifest",
-        nargs="?",
-        metavar="MANIFEST",
-        help="the manifest (default: the one the ledger's header names)",
-    )
-    add_run_dir_option(p)
+    add_manifest_or_run_dir(p)
     p.add_argument("--animatic", type=Path, metavar="PATH.mp4", help="write the animatic here")
     p.add_argument("--otio", type=Path, metavar="PATH.otio", help="write the timeline here")
     p.add_argument(

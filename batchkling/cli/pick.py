@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 from batchkling.cli._marks_args import (
     MarkEvent,
     add_mark_parser,
-    open_takes,
     record_marks,
-    split_words,
+    takes_named,
 )
 from batchkling.errors import UsageError
 from batchkling.model import JobState
@@ -45,11 +44,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_pick(args: argparse.Namespace, io: IO) -> int:
     """Pick (or with ``--undo`` unpick) every take named; print one line for each."""
-    words = split_words(args, "pick")
-    if not words:
-        raise UsageError("pick needs at least one JOB.", hint="See batchkling pick --help.")
-    takes = open_takes(args, "pick", io)
-    keys = list(dict.fromkeys(takes.job(w, "pick").key for w in words))
+    takes, keys = takes_named(args, "pick", io)
     _one_per_shot(keys)
     if not args.undo:
         for key in keys:

@@ -13,11 +13,9 @@ from typing import TYPE_CHECKING, Any
 from batchkling.cli._marks_args import (
     MarkEvent,
     add_mark_parser,
-    open_takes,
     record_marks,
-    split_words,
+    takes_named,
 )
-from batchkling.errors import UsageError
 from batchkling.review.marks import shot_of
 
 if TYPE_CHECKING:
@@ -43,11 +41,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_reject(args: argparse.Namespace, io: IO) -> int:
     """Reject (or with ``--undo`` unreject) every take named; print one line for each."""
-    words = split_words(args, "reject")
-    if not words:
-        raise UsageError("reject needs at least one JOB.", hint="See batchkling reject --help.")
-    takes = open_takes(args, "reject", io)
-    keys = list(dict.fromkeys(takes.job(w, "reject").key for w in words))
+    takes, keys = takes_named(args, "reject", io)
     events: list[MarkEvent] = []
     said: list[str] = []
     for key in keys:

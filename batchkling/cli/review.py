@@ -19,7 +19,7 @@ from batchkling.cli._manifest_args import (
     manifest_of_run,
     run_dir_of,
 )
-from batchkling.cli._options import add_run_dir_option, warn_torn_tail
+from batchkling.cli._options import add_manifest_or_run_dir, warn_torn_tail
 
 if TYPE_CHECKING:
     from batchkling.cli._io import IO
@@ -49,13 +49,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "to pick, reject and note takes; print its URL (with this session's token) and "
         "open it in the browser. Ctrl-C stops it.",
     )
-    p.add_argument(
-        "manifest",
-        nargs="?",
-        metavar="MANIFEST",
-        help="the manifest (default: the one the ledger's header names)",
-    )
-    add_run_dir_option(p)
+    add_manifest_or_run_dir(p)
     p.add_argument(
         "--port",
         type=_port,

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from batchkling._util import fsync_path
 from batchkling.errors import ExportWriteError, UsageError
 from batchkling.video.rules import VIDEOS_DIR
 
@@ -47,7 +48,7 @@ def replacing(target: Path) -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except OSError as exc:
@@ -63,14 +64,6 @@ def write_whole(target: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):  # not every file system lets a directory be fsynced
-        _fsync(path)
+        fsync_path(path)

@@ -19,6 +19,7 @@ from batchkling.review.inbox import marks_with_inbox
 from batchkling.review.marks import NO_MARKS
 from batchkling.state import JobRecord, RunState
 from batchkling.video.rules import VIDEOS_DIR, archive_stem, video_name
+from batchkling.video.store import video_intact
 
 __all__ = [
     "JobRow",
@@ -45,15 +46,11 @@ def intact_videos(run_dir: Path, st: RunState) -> frozenset[str]:
     what a resume can afford for thousands of files and catches a truncated or
     deleted file.
     """
-    out: set[str] = set()
-    for key, rec in st.jobs.items():
-        if rec.state is JobState.DONE and rec.output is not None:
-            try:
-                if (run_dir / rec.output).stat().st_size == rec.bytes:
-                    out.add(key)
-            except OSError:
-                pass
-    return frozenset(out)
+    return frozenset(
+        key
+        for key, rec in st.jobs.items()
+        if rec.state is JobState.DONE and video_intact(run_dir, rec.output, rec.bytes)
+    )
 
 
 def posters(run_dir: Path, st: RunState, videos: frozenset[str]) -> dict[str, str]:

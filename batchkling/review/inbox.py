@@ -27,6 +27,7 @@ import anyio
 import anyio.to_thread
 
 from batchkling._time import now_rfc3339
+from batchkling._util import fsync_path
 from batchkling.errors import LockedError
 from batchkling.review.marks import Marks, well_formed
 
@@ -66,7 +67,7 @@ def drop(run_dir: Path, event: str, job: str, **fields: Any) -> dict[str, Any]:
     inbox = run_dir / INBOX_NAME
     if not inbox.is_dir():
         inbox.mkdir()
-        _fsync_dir(run_dir)  # the inbox itself must survive a crash, not only its files
+        fsync_path(run_dir)  # the inbox itself must survive a crash, not only its files
     tmp = inbox / f".{mark}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -78,7 +79,7 @@ def drop(run_dir: Path, event: str, job: str, **fields: Any) -> dict[str, Any]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(inbox)
+    fsync_path(inbox)
     return ev
 
 
@@ -195,11 +196,3 @@ def marks_with_inbox(run_dir: Path, marks: Marks) -> Marks:
 def mark_fields(ev: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a review event that ``status --json`` and reports show."""
     return {k: ev[k] for k in ("event", "job", "ts", "on", "note") if k in ev}
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -35,6 +35,7 @@ from batchkling.review.marks import Marks
 from batchkling.state import RunState
 from batchkling.storage.prepare import Uploader, prepare_images
 from batchkling.video.frames import FrameError, frame_png
+from batchkling.video.store import video_intact
 
 __all__ = [
     "CHAINED_DIR",
@@ -117,12 +118,8 @@ def intact(run_dir: Path, st: RunState, keys: Sequence[str]) -> set[str]:
     out: set[str] = set()
     for key in keys:
         rec = st.record(key)
-        if rec.state is JobState.DONE and rec.output is not None:
-            try:
-                if (run_dir / rec.output).stat().st_size == rec.bytes:
-                    out.add(key)
-            except OSError:
-                pass
+        if rec.state is JobState.DONE and video_intact(run_dir, rec.output, rec.bytes):
+            out.add(key)
     return out
 
 

@@ -19,9 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchkling._util import fsync_path
 from batchkling.video.rules import archive_stem, poster_name, video_name
 
-__all__ = ["Placed", "TaskOf", "file_sha256", "fsync_dir", "place_video", "write_poster"]
+__all__ = [
+    "Placed",
+    "TaskOf",
+    "file_sha256",
+    "fsync_dir",
+    "place_video",
+    "video_intact",
+    "write_poster",
+]
 
 _CHUNK = 1 << 20
 
@@ -47,13 +56,24 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def video_intact(run_dir: Path, output: str | None, size: int | None) -> bool:
+    """Whether a recorded video (``output``, relative to ``run_dir``) is on disk with its size.
+
+    The sha256 was checked when the file was written; a size check is what a
+    resume can afford for thousands of files, and it catches a truncated or
+    deleted file.
+    """
+    if output is None:
+        return False
+    try:
+        return (run_dir / output).stat().st_size == size
+    except OSError:
+        return False
+
+
 def fsync_dir(path: Path) -> None:
     """Make the renames inside ``path`` durable (its entries are only on disk once it is)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path)
 
 
 def place_video(
