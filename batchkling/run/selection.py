@@ -14,6 +14,8 @@ in the runner (``chain``).
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -250,7 +252,8 @@ def _budgeted(
     if budget is None or committed + _credits(submit) <= budget:
         return submit, [], ()
     notes: tuple[str, ...] = ()
-    submit, left = _fit(submit, committed, budget, allow_partial=allow_partial)
+    # Sources before their chains: the budget never lets a chain in whose source it leaves out.
+    submit, left = _fit(_sources_first(submit), committed, budget, allow_partial=allow_partial)
     # States only move forward: a job with a create behind it is never marked
     # skipped; it keeps its state (done, failed, in doubt) and is only not resent.
     skipped = [j for j in left if not st.record(j.key).ever_sent]
@@ -263,6 +266,37 @@ def _budgeted(
         )
     chains.over_budget = {j.key for j in left}
     return chains.drop_lost(submit), skipped, notes  # less any chained on what is left out
+
+
+def _sources_first(submit: list[tuple[Job, str]]) -> list[tuple[Job, str]]:
+    """``submit`` in manifest order, except that a chained job comes after its sources' jobs.
+
+    Kahn's order, the earliest ready job first. Chains have no cycles (the manifest
+    is validated); should one remain, its jobs keep their order at the end.
+    """
+    if not any(job.shot.waits_for for job, _ in submit):
+        return submit
+    left = Counter(job.shot.id for job, _ in submit)  # jobs of each shot not placed yet
+    needs: list[int] = []
+    dependents: dict[str, list[int]] = {}
+    for i, (job, _reason) in enumerate(submit):
+        sources = {src for _f, src in job.shot.waits_for if src != job.shot.id and left[src]}
+        needs.append(sum(left[src] for src in sources))
+        for src in sources:
+            dependents.setdefault(src, []).append(i)
+    ready = [i for i, n in enumerate(needs) if n == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for d in dependents.get(submit[i][0].shot.id, ()):
+            needs[d] -= 1
+            if needs[d] == 0:
+                heapq.heappush(ready, d)
+    placed = set(order)
+    order += [i for i in range(len(submit)) if i not in placed]
+    return [submit[i] for i in order]
 
 
 def _credits(submit: Sequence[tuple[Job, str]]) -> int:
