@@ -90,10 +90,10 @@ def test_three_shot_chain_starts_each_shot_on_the_last_frame_before_it(
     manifest = _board(tmp_path)
     emulator = live_emulator_factory(fetch_images=True, gen_seconds=GEN)
     res = _run(manifest, emulator.base_url)
-    assert res.code == 0, res.err
+    assert res.code == 0, res.out + res.err
     stats = emulator.stats()
-    assert stats["tasks_created"] == 3
-    assert stats["faults"].get("image_unfetchable", 0) == 0
+    assert stats["tasks_created"] == 3, stats["tasks"]
+    assert stats["faults"].get("image_unfetchable", 0) == 0, stats["faults"]
     tasks = {t["input"]["prompt"]: t for t in stats["tasks"]}
     order = ["the door opens", "she walks through", "the hall goes dark"]
     run_dir = tmp_path / "board.run"
@@ -109,9 +109,10 @@ def test_three_shot_chain_starts_each_shot_on_the_last_frame_before_it(
         events = [(ln["event"], ln.get("job")) for ln in lines]
         assert events.index(("downloaded", source)) < events.index(("intent", chained))
     for before, after in itertools.pairwise(order):
-        assert tasks[before]["finish_at"] <= tasks[after]["created_at"]
+        assert tasks[before]["finish_at"] <= tasks[after]["created_at"], (before, after, tasks)
     assert {j["state"] for j in status_json(manifest)["jobs"]} == {"done"}
-    assert len([k for k in s3.objects() if k.startswith("ep01/")]) == 3
+    objects = s3.objects()
+    assert len([k for k in objects if k.startswith("ep01/")]) == 3, objects
 
     again = _run(manifest, emulator.base_url)
     assert again.code == 0, again.err
