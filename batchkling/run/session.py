@@ -389,7 +389,8 @@ def _checkable(manifest: Manifest, run_dir: Path) -> Manifest:
     """The manifest pre-flight checks: frames taken from videos are not checked as images.
 
     A chained frame is a frame of a video the provider made, not a picture someone
-    chose (and one still waiting has no image yet): its shot's other image is checked.
+    chose (and one still waiting has no image yet). A shot chained at its end keeps
+    its start image checked; one chained at its start is left out, end image and all.
     """
     frames = (run_dir / CHAINED_DIR).absolute().as_uri() + "/"
     shots = []
