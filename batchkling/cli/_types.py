@@ -1,4 +1,4 @@
-"""Argument types for numbers of seconds: finite, in range, refused by argparse itself.
+"""Argument types for numbers of seconds and ports: finite, in range, refused by argparse itself.
 
 A value argparse refuses is reported at once, with the flag's name, before the
 command reads a file or looks for the API key. ``float()`` accepts ``nan`` and
@@ -11,7 +11,12 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["finite_seconds", "positive_seconds", "seconds_range"]
+__all__ = [
+    "finite_seconds",
+    "port_number",
+    "positive_seconds",
+    "seconds_range",
+]
 
 
 def _seconds(text: str) -> float:
@@ -58,3 +63,14 @@ def seconds_range(default_max: float) -> Callable[[str], tuple[float, float]]:
 
     parse.__name__ = "seconds_range"  # how argparse names the type in its messages
     return parse
+
+
+def port_number(text: str) -> int:
+    """A TCP port number for a server to listen on; 0 lets the system pick a free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port: use 0 to 65535 (0 picks one)")
+    return value

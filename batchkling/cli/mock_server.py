@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from batchkling.cli._types import finite_seconds, positive_seconds
+from batchkling.cli._types import finite_seconds, port_number, positive_seconds
 from batchkling.emulator.clips import CLIP_SIZE
 from batchkling.emulator.config import (
     CURSOR_FIELDS,
@@ -70,16 +70,6 @@ def _sizes(text: str) -> tuple[tuple[int, int], ...]:
     return sizes
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port: use 0 to 65535 (0 picks one)")
-    return value
-
-
 def _rate(text: str) -> float:
     try:
         value = float(text)
@@ -104,7 +94,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--port",
-        type=_port,
+        type=port_number,
         default=DEFAULT_PORT,
         help=f"0 picks a free port (default {DEFAULT_PORT})",
     )

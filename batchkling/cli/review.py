@@ -20,6 +20,7 @@ from batchkling.cli._manifest_args import (
     run_dir_of,
 )
 from batchkling.cli._options import add_manifest_or_run_dir, warn_torn_tail
+from batchkling.cli._types import port_number
 
 if TYPE_CHECKING:
     from batchkling.cli._io import IO
@@ -28,16 +29,6 @@ __all__ = ["EXIT_MISSING_EXTRA", "INSTALL_HINT", "cmd_review", "register"]
 
 INSTALL_HINT = "batchkling review: needs starlette and uvicorn: pip install 'batchkling[review]'"
 EXIT_MISSING_EXTRA = 2
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r} (0 to 65535)")
-    return port
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -52,7 +43,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_manifest_or_run_dir(p)
     p.add_argument(
         "--port",
-        type=_port,
+        type=port_number,
         default=0,
         metavar="N",
         help="the loopback port to listen on (default: a free one)",

@@ -160,9 +160,10 @@ def test_a_mistyped_option_names_the_one_meant(tmp_path: Path) -> None:
     assert status == 2 and err.endswith("did you mean --json?\n")
 
 
-def test_a_bad_port_is_bad_usage_from_the_command() -> None:
-    """`mock-server --port 99999`: exit 2, one line, no traceback."""
-    done = command("mock-server", "--port", "99999")
+@pytest.mark.parametrize("name", ["mock-server", "review"])
+def test_a_bad_port_is_bad_usage_from_the_command(name: str) -> None:
+    """`mock-server --port 99999`, `review --port 99999`: exit 2, one line, no traceback."""
+    done = command(name, "--port", "99999")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and "99999 is not a port" in done.stderr
 
